@@ -1,0 +1,116 @@
+# Memory-augmented visual dialogue on VisDial: extract -> train -> evaluate.
+#   make demo   the whole pipeline on the bundled EasyVQA-Dialog data with small real CPU models
+#   make test   every test layer (unit, e2e, gpu [skipped without CUDA], cluster [real local Slurm])
+# RUNNER=local (default) runs each stage in its own venv under .venvs/; RUNNER=docker runs it through compose.yaml.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+RUNNER ?= local
+RUN ?= demo
+DEMO_DIR ?= data/demo
+OUT ?= outputs
+
+PY_EXTRACT := .venvs/extract/bin/python
+PY_TRAIN := .venvs/train/bin/python
+PY_EVAL := .venvs/evaluate/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+ifeq ($(RUNNER),docker)
+  EXTRACT := docker compose run --rm extract
+  TRAIN := docker compose run --rm train
+  EVALUATE := docker compose run --rm evaluate
+  GENERATE := docker compose run --rm generate
+else ifeq ($(RUNNER),local)
+  EXTRACT := $(PY_EXTRACT) -m services.extract
+  TRAIN := $(PY_TRAIN) -m services.train
+  EVALUATE := $(PY_EVAL) -m services.evaluate
+  GENERATE := $(PY_TRAIN) -m services.generate
+else
+  $(error RUNNER must be local or docker, not '$(RUNNER)')
+endif
+
+.PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-visdial checkpoints-demo demo \
+        extract extract-demo train-bridge finetune infer evaluate pipeline ablation bench images \
+        test test-unit test-e2e test-gpu test-cluster submit-extract submit-train compose-config clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+setup: setup-extract setup-train setup-evaluate ## build the three venvs (idempotent: cached by requirement hash)
+
+setup-extract:
+	bash docker/setup_venv.sh extract
+setup-train:
+	bash docker/setup_venv.sh train
+setup-evaluate:
+	bash docker/setup_venv.sh evaluate
+
+data-demo: setup-evaluate ## build + validate the bundled EasyVQA-Dialog demo data under data/demo
+	$(PY_EVAL) data/prepare_demo.py --out $(DEMO_DIR)
+
+data-visdial: setup-evaluate ## download real VisDial v1.0 + images (resumable, checksummed) under data/visdial
+	$(PY_EVAL) data/download.py --out data/visdial
+
+checkpoints-demo: setup-train ## convert the packaged SmolLM2-135M GGUF once to safetensors under checkpoints/
+	$(PY_TRAIN) -m services.train prepare-checkpoints --config configs/train/checkpoints_demo.yaml
+
+extract-demo: setup-extract data-demo ## embed the demo splits with the CPU encoders
+	for split in train val; do $(EXTRACT) --config configs/extract/cpu_default.yaml split=$$split; done
+
+extract: ## embed a split with ImageBind-Huge (CONFIG=..., ARGS='split=val shard_index=0 num_shards=8')
+	$(EXTRACT) --config $(or $(CONFIG),configs/extract/imagebind_huge.yaml) $(ARGS)
+
+train-bridge: ## train the MA-LMM bridge (CONFIG=configs/train/bridge_demo.yaml)
+	$(TRAIN) bridge --config $(or $(CONFIG),configs/train/bridge_demo.yaml) $(ARGS)
+
+finetune: ## Gemma-3 <reminder> LoRA fine-tuning (unsloth on CUDA, peft elsewhere)
+	$(TRAIN) finetune --config $(or $(CONFIG),configs/train/gemma3_4b_reminder_qlora.yaml) $(ARGS)
+
+infer: ## generate answers + rank the candidates with a trained bridge
+	$(TRAIN) infer --config $(or $(CONFIG),configs/train/infer_demo.yaml) $(ARGS)
+
+evaluate: ## score a predictions file (ARGS='predictions=... data=... out=...')
+	$(EVALUATE) --config $(or $(CONFIG),configs/evaluate/default.yaml) $(ARGS)
+
+demo: setup data-demo ## the whole pipeline on the embedded default, end to end on CPU
+	bash docker/demo.sh
+
+pipeline: demo
+
+ablation: ## demo bridge with/without reminders and each score component alone, compared by the evaluator
+	bash docker/ablation.sh
+
+bench: setup ## every benchmark in bench/, figures to docs/BENCHMARKS.md
+	bash bench/run_all.sh
+
+images: ## build the three Docker images (needs a Docker engine)
+	docker compose build
+
+compose-config: setup-evaluate ## validate compose.yaml with the real Compose binary (no daemon needed)
+	.venvs/evaluate/bin/docker-compose -f compose.yaml config --quiet
+
+submit-extract: ## Slurm array extraction (ARGS='--num-shards 64 --partition gpu')
+	$(PY_TRAIN) -m services.cluster submit extract $(ARGS)
+
+submit-train:
+	$(PY_TRAIN) -m services.cluster submit train $(ARGS)
+
+test: setup test-unit test-e2e test-gpu test-cluster ## all test layers
+
+test-unit:
+	$(PY_EVAL) -m pytest -q tests/unit/shared tests/unit/data tests/unit/evaluate tests/unit/orchestration
+	$(PY_EXTRACT) -m pytest -q tests/unit/extract
+	$(PY_TRAIN) -m pytest -q tests/unit/train tests/unit/generate
+
+test-e2e:
+	$(PY_EVAL) -m pytest -q tests/e2e
+
+test-gpu:
+	$(PY_TRAIN) -m pytest -q tests/gpu
+
+test-cluster:
+	$(PY_TRAIN) -m pytest -q tests/cluster
+
+clean:
+	rm -rf outputs embeddings .pytest_cache
