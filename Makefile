@@ -37,7 +37,8 @@ endif
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
-setup: setup-extract setup-train setup-evaluate ## build the three venvs (idempotent: cached by requirement hash)
+setup: ## build the three venvs in parallel (idempotent: cached by the hash of their requirement files)
+	$(MAKE) --no-print-directory -j3 setup-extract setup-train setup-evaluate
 
 setup-extract:
 	bash docker/setup_venv.sh extract

