@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every benchmark in its own environment and collect the `<figure>: <number>` lines they end with into
+# docs/benchmarks-latest.txt (docs/BENCHMARKS.md explains each figure and records the reviewed numbers).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+declare -A venv=([extract]=extract [train]=train [evaluate]=evaluate [memory]=evaluate)
+out=docs/benchmarks-latest.txt
+{ echo "# bench/run_all.sh on $(hostname) at $(date -u +%FT%TZ), $(nproc) cores"; } > "$out"
+for name in extract memory evaluate train; do
+  script=bench/$name.py
+  [ -f "$script" ] || { echo "skip $script (missing)"; continue; }
+  echo "== $script (.venvs/${venv[$name]})"
+  .venvs/${venv[$name]}/bin/python "$script" | tee "/tmp/bench-$name.log"
+  grep -E '^[a-z0-9_]+: [-0-9.eE+]+$' "/tmp/bench-$name.log" | sed "s|^|$name/|" >> "$out"
+done
+cat "$out"
