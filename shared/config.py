@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import types
 import typing
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 import yaml
@@ -48,7 +49,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}")
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
-        if value not in allowed:
+        if not any(value == a and type(value) is type(a) for a in allowed):  # else True passes for Literal[1]
             raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
         return value
     if dataclasses.is_dataclass(tp):
@@ -66,6 +67,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         key_tp, val_tp = typing.get_args(tp) or (Any, Any)
         return {_coerce(k, key_tp, where): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, PurePath):
+        if not isinstance(value, (str, PurePath)):
+            raise ConfigError(f"{where}: expected a path, got {value!r} ({type(value).__name__})")
+        return tp(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is float and isinstance(value, str):
@@ -122,8 +127,19 @@ def _merge(base: dict, extra: dict) -> dict:
     return merged
 
 
+def _plain(value: Any) -> Any:
+    """Path values as strings, so the dict can be dumped as YAML and read back."""
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
 def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
+    return _plain(dataclasses.asdict(cfg))
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
@@ -162,7 +178,7 @@ def save_config(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Pat
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / name
-    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")  # per process: parallel array jobs share out_dir
     tmp.write_text(f"# resolved config, hash {config_hash(cfg)}\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     tmp.replace(target)
     return target
