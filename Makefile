@@ -108,7 +108,8 @@ test-e2e:
 	$(PY_EVAL) -m pytest -q tests/e2e
 
 test-gpu:
-	$(PY_TRAIN) -m pytest -q tests/gpu
+	$(PY_EXTRACT) -m pytest -q tests/gpu/test_extract_gpu.py
+	$(PY_TRAIN) -m pytest -q tests/gpu --ignore=tests/gpu/test_extract_gpu.py
 
 test-cluster:
 	$(PY_TRAIN) -m pytest -q tests/cluster
