@@ -17,10 +17,17 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 ifeq ($(RUNNER),docker)
-  EXTRACT := docker compose run --rm extract
-  TRAIN := docker compose run --rm train
-  EVALUATE := docker compose run --rm evaluate
-  GENERATE := docker compose run --rm generate
+  # containers run as you, so files in the bind mounts stay yours (bash does not export UID; GID is not set at all)
+  export UID := $(shell id -u)
+  export GID := $(shell id -g)
+  # DEVICE=cpu picks the *-cpu services (same images, no GPU reservation) on hosts without an NVIDIA GPU
+  SUFFIX := $(if $(filter cpu,$(DEVICE)),-cpu,)
+  # bind-mount sources must exist first, or Docker creates them owned by root
+  COMPOSE_RUN := mkdir -p data checkpoints outputs embeddings && docker compose run --rm
+  EXTRACT := $(COMPOSE_RUN) extract$(SUFFIX)
+  TRAIN := $(COMPOSE_RUN) train$(SUFFIX)
+  EVALUATE := $(COMPOSE_RUN) evaluate
+  GENERATE := $(COMPOSE_RUN) generate$(SUFFIX)
 else ifeq ($(RUNNER),local)
   EXTRACT := $(PY_EXTRACT) -m services.extract
   TRAIN := $(PY_TRAIN) -m services.train
@@ -32,7 +39,7 @@ endif
 
 .PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-visdial checkpoints-demo demo \
         extract extract-demo train-bridge finetune infer evaluate pipeline ablation bench images \
-        test test-unit test-e2e test-gpu test-cluster submit-extract submit-train compose-config clean
+        test test-unit test-e2e test-gpu test-cluster submit-extract submit-train render-sbatch compose-config clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -85,17 +92,21 @@ ablation: ## demo bridge with/without reminders and each score component alone, 
 bench: setup ## every benchmark in bench/, figures to docs/BENCHMARKS.md
 	bash bench/run_all.sh
 
-images: ## build the three Docker images (needs a Docker engine)
-	docker compose build
+images: ## build the three Docker images (needs a Docker engine with BuildKit)
+	env UID=$$(id -u) GID=$$(id -g) docker compose build
 
 compose-config: setup-evaluate ## validate compose.yaml with the real Compose binary (no daemon needed)
 	.venvs/evaluate/bin/docker-compose -f compose.yaml config --quiet
+	.venvs/evaluate/bin/docker-compose -f compose.yaml --profile cpu config --services
 
-submit-extract: ## Slurm array extraction (ARGS='--num-shards 64 --partition gpu')
-	$(PY_TRAIN) -m services.cluster submit extract $(ARGS)
+submit-extract: setup-train ## Slurm array over the missing shards + index job (CLUSTER=configs/cluster/<x>.yaml ARGS='--partition gpu split=train')
+	$(PY_TRAIN) -m services.cluster submit --config $(or $(CLUSTER),configs/cluster/imagebind_val_gpu.yaml) $(ARGS)
 
-submit-train:
-	$(PY_TRAIN) -m services.cluster submit train $(ARGS)
+submit-train: setup-train ## checkpointable Slurm training job, requeued with resume=true near its time limit
+	$(PY_TRAIN) -m services.cluster submit --config $(or $(CLUSTER),configs/cluster/finetune_gemma3_gpu.yaml) $(ARGS)
+
+render-sbatch: setup-train ## plain sbatch scripts of the same jobs, for clusters without submitit (CLUSTER=..., SBATCH_OUT=slurm)
+	$(PY_TRAIN) -m services.cluster render --config $(or $(CLUSTER),configs/cluster/imagebind_val_gpu.yaml) --out $(or $(SBATCH_OUT),slurm) $(ARGS)
 
 test: setup test-unit test-e2e test-gpu test-cluster ## all test layers
 
