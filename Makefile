@@ -38,7 +38,7 @@ else
 endif
 
 .PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-visdial checkpoints-demo demo \
-        extract extract-demo train-bridge finetune infer evaluate pipeline ablation bench images \
+        extract extract-demo train-bridge finetune finetune-infer finetune-tiny infer evaluate pipeline ablation bench images \
         test test-unit test-e2e test-gpu test-cluster submit-extract submit-train render-sbatch compose-config clean
 
 help:
@@ -74,6 +74,13 @@ train-bridge: ## train the MA-LMM bridge (CONFIG=configs/train/bridge_demo.yaml)
 
 finetune: ## Gemma-3 <reminder> LoRA fine-tuning (unsloth on CUDA, peft elsewhere)
 	$(TRAIN) finetune --config $(or $(CONFIG),configs/train/gemma3_4b_reminder_qlora.yaml) $(ARGS)
+
+finetune-infer: ## answers from a fine-tuned Gemma-3 (one image + conversation, or a split -> predictions.jsonl)
+	$(TRAIN) finetune-infer --config $(or $(CONFIG),configs/train/finetune_infer_gemma3.yaml) $(ARGS)
+
+finetune-tiny: setup-train ## CPU smoke run of the fine-tuning recipe on a tiny random Gemma-3
+	$(PY_TRAIN) -m services.train.finetune_tiny --out checkpoints/gemma3-tiny-random
+	$(TRAIN) finetune --config configs/train/gemma3_tiny_cpu.yaml $(ARGS)
 
 infer: ## generate answers + rank the candidates with a trained bridge
 	$(TRAIN) infer --config $(or $(CONFIG),configs/train/infer_demo.yaml) $(ARGS)

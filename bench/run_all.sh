@@ -3,10 +3,10 @@
 # docs/benchmarks-latest.txt (docs/BENCHMARKS.md explains each figure and records the reviewed numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-declare -A venv=([extract]=extract [train]=train [evaluate]=evaluate [memory]=evaluate)
+declare -A venv=([extract]=extract [train]=train [evaluate]=evaluate [memory]=evaluate [visdial_load]=evaluate [finetune_gpu]=train)
 out=docs/benchmarks-latest.txt
 { echo "# bench/run_all.sh on $(hostname) at $(date -u +%FT%TZ), $(nproc) cores"; } > "$out"
-for name in extract memory evaluate train; do
+for name in visdial_load extract memory evaluate train finetune_gpu; do
   script=bench/$name.py
   [ -f "$script" ] || { echo "skip $script (missing)"; continue; }
   echo "== $script (.venvs/${venv[$name]})"
