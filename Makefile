@@ -38,7 +38,7 @@ else
 endif
 
 .PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-visdial checkpoints-demo demo \
-        extract extract-demo train-bridge finetune finetune-infer finetune-tiny infer evaluate pipeline ablation bench images \
+        extract extract-demo train-bridge finetune finetune-infer finetune-tiny gen-base gen-reason gen-eval infer evaluate pipeline ablation bench images \
         test test-unit test-e2e test-gpu test-cluster submit-extract submit-train render-sbatch compose-config clean
 
 help:
@@ -81,6 +81,9 @@ finetune-infer: ## answers from a fine-tuned Gemma-3 (one image + conversation, 
 finetune-tiny: setup-train ## CPU smoke run of the fine-tuning recipe on a tiny random Gemma-3
 	$(PY_TRAIN) -m services.train.finetune_tiny --out checkpoints/gemma3-tiny-random
 	$(TRAIN) finetune --config configs/train/gemma3_tiny_cpu.yaml $(ARGS)
+
+gen-base gen-reason gen-eval: ## training data / predictions from an LLM (Ollama, OpenAI-compatible, or local hf)
+	$(GENERATE) $(subst -,_,$@) --config configs/generate/$(subst -,_,$@).yaml $(ARGS)
 
 infer: ## generate answers + rank the candidates with a trained bridge
 	$(TRAIN) infer --config $(or $(CONFIG),configs/train/infer_demo.yaml) $(ARGS)

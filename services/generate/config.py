@@ -1,0 +1,101 @@
+"""Config dataclasses of the data-generation jobs gen_base, gen_reason and gen_eval (no heavy imports here).
+
+One `GenerateConfig` serves the three verbs; the verb decides what a record is (docs in services/generate/README.md):
+gen_base writes a short final answer, gen_reason a `<reminder>` block followed by the short answer (validated),
+gen_eval writes `predictions.jsonl` (shared/predictions.py) with the blocks stripped from the answer.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from shared.config import ConfigError, config_hash
+from shared.memory import MemoryConfig
+
+VERBS = ("gen_base", "gen_reason", "gen_eval")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "data/demo/{split}.json"  # VisDial-format JSON; `{split}` is replaced by `split`
+    split: str = "train"
+    image_root: str = "data/demo/images"  # scanned by shared.images.ImageIndex (only when images are sent)
+    rounds: Literal["all", "memory", "current", "last"] = "all"  # which rounds become records
+    max_dialogs: int = 0  # 0 = every dialog of the split
+    caption: bool = True  # put the dataset caption at the top of the conversation
+
+
+@dataclass
+class BackendConfig:
+    kind: Literal["ollama", "openai", "hf"] = "hf"
+    model: str = "checkpoints/smollm2-135m-instruct"  # ollama tag, OpenAI model name, or a local HF model folder
+    base_url: str = ""  # ollama: http://127.0.0.1:11434; openai: e.g. https://api.openai.com/v1 ("" = default)
+    api_key_env: str = ""  # NAME of the environment variable holding the key ("" = no key); never the key itself
+    timeout_s: float = 120.0
+    max_retries: int = 4  # retries after the first try, on 429/5xx/connection errors only
+    backoff_s: float = 1.0  # wait before the first retry; doubles each time (with jitter)
+    max_new_tokens: int = 160
+    temperature: float = 0.0
+    seed: int = 0
+    images: Literal["none", "current", "all_shown"] = "all_shown"  # ignored by hf (text-only, see README)
+    device: str = "cpu"  # hf only
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # hf only
+
+
+@dataclass
+class PromptConfig:
+    system: str = "You answer questions about a picture in a short phrase."
+    # Placeholders: {conversation} (shared.dialog_text), {reminder} (retrieved memories or ""), {question}.
+    user: str = "{reminder}\n{conversation}"
+
+
+@dataclass
+class RetrievalConfig:
+    enabled: bool = False  # give the LLM the top-k retrieved memories as a <reminder> block in the prompt
+    k: int = 3
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    embeddings: str = ""  # e.g. embeddings/cpu_default/{split}: cosine relevance; "" = lexical relevance
+    idf_from: str = ""  # VisDial JSON whose Q/A texts give the saliency IDF ("" = the store's own turns)
+
+
+@dataclass
+class ValidationConfig:
+    max_answer_words: int = 25  # gen_reason: the answer after the reminder block must be this short
+    require_reminder: bool = True  # gen_reason: a closed <reminder>...</reminder> before the answer
+    retry_rejected: bool = False  # on resume, generate rejected ids again (useful with temperature > 0)
+
+
+@dataclass
+class GenerateConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    out_dir: str = "outputs/generate/{verb}"  # records.jsonl / predictions.jsonl + rejects.jsonl + config.yaml
+    resume: bool = True  # skip ids already written; False starts the files afresh
+    max_records: int = 0  # stop after this many generations, written or rejected (0 = no limit); not hashed
+    log_every: int = 20
+
+    def __post_init__(self) -> None:
+        if self.retrieval.k < 1:
+            raise ConfigError(f"retrieval.k={self.retrieval.k}: must be >= 1")
+        if self.backend.max_retries < 0 or self.backend.backoff_s < 0:
+            raise ConfigError("backend.max_retries and backend.backoff_s must be >= 0")
+        for name in ("{conversation}",):
+            if name not in self.prompt.user:
+                raise ConfigError(f"prompt.user must contain {name}; it is where the dialog goes")
+        if self.retrieval.enabled and "{reminder}" not in self.prompt.user:
+            raise ConfigError("retrieval.enabled needs {reminder} in prompt.user, or the memories go nowhere")
+
+    def output_dir(self, verb: str) -> Path:
+        return Path(self.out_dir.format(verb=verb))
+
+    def record_hash(self) -> str:
+        """config_hash without the run-control fields, so a resumed run with another max_records still matches."""
+        return config_hash(dataclasses.replace(self, resume=True, max_records=0, log_every=20))
+
+
+JOBS = {verb: GenerateConfig for verb in VERBS}

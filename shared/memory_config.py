@@ -1,0 +1,96 @@
+"""Config and result dataclasses of memory retrieval (import them from shared.memory); light for any job config."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass
+class ScoreWeights:
+    """Weights of the min-max normalised components in the total score (0 switches a component off).
+
+    Defaults were chosen on the demo's train split (bench/memory.py; docs/RETRIEVAL.md): relevance leads, frequency
+    and saliency break its ties, and a little recency keeps the last turns in reach for follow-up questions.
+    """
+
+    recency: float = 0.1
+    frequency: float = 0.25
+    saliency: float = 0.25
+    relevance: float = 1.0
+
+
+@dataclass
+class MemoryConfig:
+    """How memories are scored; embedded in every job config that retrieves (`retrieval.memory.*`)."""
+
+    weights: ScoreWeights = field(default_factory=ScoreWeights)
+    clock: Literal["turn", "seconds"] = "turn"  # unit of `now`, of `half_life` and of last access
+    half_life: float = 3.0  # recency halves every `half_life` turns (or seconds)
+    recency_from: Literal["last_access", "created"] = "last_access"
+    recall_strength: float = 0.0  # MemoryBank-style: each recall stretches the half-life by this fraction
+    update_on_retrieve: bool = True  # retrieve() counts an access and moves last access to `now`
+    count_references: bool = True  # note_references() counts later questions naming a memory's words/picture
+    relevance_on: Literal["question", "answer", "both"] = "both"  # which memory text the query is compared with
+    picture_bonus: float = 1.0  # added to the relevance of memories shown on a picture the query names
+    type_weights: dict[str, float] = field(
+        default_factory=lambda: {"attribute": 1.0, "other": 0.6, "yes_no": 0.3}
+    )  # saliency prior by question type: an attribute answer carries more than a yes/no
+    llm_saliency_weight: float = 0.0  # share of the optional LLM rating in saliency (0 = text-only)
+
+
+@dataclass
+class Memory:
+    """One stored turn, as returned by `store.memory(i)`."""
+
+    index: int
+    turn: int
+    question: str
+    answer: str
+    image_id: int
+    picture: int  # 1-based order in which the store first saw this image
+    access_count: int
+    reference_count: int
+    last_access: float
+
+
+@dataclass
+class Retrieved:
+    """A retrieved memory with its total score and normalised components; renders with shared.reminder."""
+
+    index: int
+    turn: int
+    question: str
+    answer: str
+    image_note: str | None
+    score: float
+    components: dict[str, float]
+
+
+@dataclass
+class Scores:
+    """Scores of the candidate memories: `total` (the weighted sum of min-max normalised components) per position.
+
+    `raw[name]` holds each component before normalisation and `ranges[name]` its (min, max - min) over the
+    candidates (span 0: all equal, normalised to 0); `component(name)` gives the normalised values.
+    """
+
+    indices: np.ndarray | None  # memory index of each position; None = every memory, in order
+    total: np.ndarray
+    raw: dict[str, np.ndarray]
+    ranges: dict[str, tuple[float, float]]
+
+    def component(self, name: str, positions: np.ndarray | None = None) -> np.ndarray:
+        import numpy as np
+
+        values = self.raw[name] if positions is None else self.raw[name][positions]
+        lo, span = self.ranges[name]
+        if not span:
+            return np.zeros(len(values), dtype=np.float32)
+        return np.clip((values - lo) / span, 0.0, 1.0).astype(np.float32)
+
+    @property
+    def components(self) -> dict[str, np.ndarray]:
+        return {name: self.component(name) for name in self.raw}
