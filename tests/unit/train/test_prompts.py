@@ -1,0 +1,76 @@
+"""Prompts never contain the open round's ground-truth answer; reminders come from earlier rounds only."""
+import pytest
+from transformers import AutoTokenizer
+
+from shared.reminder import parse_reminder
+from shared.visdial import load_visdial
+
+from services.train.bridge_data import DialogData, PromptBuilder, make_batch
+from services.train.config import DataSettings, PromptSettings
+from tests.unit.train import toy_world
+
+
+@pytest.fixture(scope="module")
+def unique_world(tmp_path_factory):
+    """Every answer is a string no other round uses, so finding it in a prompt means a leak."""
+    return toy_world.build(tmp_path_factory.mktemp("unique"), num_dialogs=4, rounds=6, unique_answers=True)
+
+
+@pytest.mark.parametrize("reminder", ["none", "retrieved"])
+def test_open_answer_never_in_prompt(unique_world, reminder):
+    tokenizer = AutoTokenizer.from_pretrained(unique_world.llm)
+    builder = PromptBuilder(PromptSettings(reminder=reminder, reminder_top_k=10, max_prompt_tokens=4096), tokenizer)
+    split = load_visdial(unique_world.dialogs)
+    earlier_seen = 0
+    for d, dialog in enumerate(split.dialogs):
+        texts = builder.texts(dialog)
+        for rnd, text in zip(dialog.rounds, texts):
+            assert rnd.answer not in text, f"round {rnd.round_id} leaks its answer: {text!r}"
+            later = [r.answer for r in dialog.rounds if r.round_id > rnd.round_id]
+            assert not any(a in text for a in later)
+            earlier_seen += sum(r.answer in text for r in dialog.rounds if r.round_id < rnd.round_id)
+            if reminder == "retrieved":
+                turns = [item.turn for item in parse_reminder(text)]
+                assert all(t < rnd.round_id for t in turns) and len(turns) == rnd.round_id - 1
+        token_prompts = builder.prompts(d, dialog)
+        assert [tokenizer.decode(ids) for ids in token_prompts] == texts
+    assert (earlier_seen > 0) == (reminder == "retrieved")  # history answers are legitimate context
+
+
+def test_training_targets_are_the_answers(unique_world):
+    tokenizer = AutoTokenizer.from_pretrained(unique_world.llm)
+    data = DialogData(DataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
+                                   encoder_id="toy"))
+    builder = PromptBuilder(PromptSettings(), tokenizer)
+    samples = data.samples("answered")
+    batch = make_batch(data, builder, samples[:8], None, with_answers=True)
+    for (d, r), prompt, answer in zip(samples[:8], batch.prompts, batch.answers):
+        rnd = data.dialogs[d].rounds[r - 1]
+        assert answer[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(answer[:-1]).strip() == rnd.answer  # target = the answer, not the question
+        assert tokenizer.decode(prompt) == f"Q: {rnd.question}\nA:"
+    # right alignment: the open turn is the last step and earlier steps hold earlier turns
+    assert batch.turn[:, -1].tolist() == [r for _, r in samples[:8]]
+
+
+def test_reminder_is_cut_to_fit_without_losing_the_question(unique_world):
+    tokenizer = AutoTokenizer.from_pretrained(unique_world.llm)
+    builder = PromptBuilder(PromptSettings(reminder="retrieved", reminder_top_k=10, max_prompt_tokens=40), tokenizer)
+    dialog = load_visdial(unique_world.dialogs).dialogs[0]
+    last = builder.texts(dialog)[-1]
+    assert last.endswith(f"Q: {dialog.rounds[-1].question}\nA:")
+    assert len(parse_reminder(last)) < len(dialog.rounds) - 1
+
+
+def test_missing_embedding_row_is_an_error_not_a_zero_vector(tmp_path, unique_world):
+    import json
+
+    doc = json.loads(unique_world.dialogs.read_text())
+    doc["data"]["dialogs"][1]["image_id"] = 987654  # a dialog the shards do not hold
+    bad = tmp_path / "train.json"
+    bad.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="987654"):
+        DialogData(DataSettings(dialogs=str(bad), embeddings=str(unique_world.embeddings), encoder_id="toy"))
+    with pytest.raises(ValueError, match="encoder"):
+        DialogData(DataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
+                                encoder_id="imagebind_huge"))
