@@ -138,6 +138,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def from_dict(cls: type[T], data: dict) -> T:
+    """Build `cls` from a saved dict (e.g. a checkpoint's config); keys added to `cls` since then take defaults."""
+    return _build(cls, data)
+
+
 def to_dict(cfg: Any) -> dict:
     return _plain(dataclasses.asdict(cfg))
 

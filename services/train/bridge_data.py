@@ -28,6 +28,7 @@ class Batch:
     image: torch.Tensor
     question: torch.Tensor
     turn: torch.Tensor  # (B, S) 1-based turn ids, 0 where a row has no turn yet
+    picture: torch.Tensor  # (B, S) 1-based index of the picture each turn shows (first-appearance order), 0 = none
     prompts: list[list[int]]
     answers: list[list[int]] | None
     keys: list[tuple[int, int]]  # (image_id, round_id) per row
@@ -52,9 +53,13 @@ class DialogData:
             raise ShardError(f"{settings.embeddings}: no round_image tensor, but dialog of image {multi.image_id} in "
                              f"{settings.dialogs} shows several images; re-extract with per-round images")
         self.image_dim, self.text_dim = self.shards.dims["image"], self.shards.dims["text"]
+        self.pictures = [np.array([d.image_ids().index(r.image_id) + 1 for r in d.rounds]) for d in self.dialogs]
 
-    def samples(self, rounds: str = "answered") -> list[tuple[int, int]]:
-        """(dialog index, 1-based round) pairs: "answered" (training), "all" or "last" (inference)."""
+    def samples(self, rounds: str = "answered", repeat_memory: int = 1) -> list[tuple[int, int]]:
+        """(dialog index, 1-based round) pairs: "answered" (training), "all" or "last" (inference); rounds of kind
+        "memory" are listed `repeat_memory` times."""
+        if repeat_memory < 1:
+            raise ValueError(f"data.repeat_memory_rounds must be >= 1, got {repeat_memory}")
         out = []
         for d, dialog in enumerate(self.dialogs):
             for rnd in dialog.rounds:
@@ -62,27 +67,29 @@ class DialogData:
                     continue
                 if rounds == "last" and rnd.round_id != dialog.num_rounds:
                     continue
-                out.append((d, rnd.round_id))
+                out.extend([(d, rnd.round_id)] * (repeat_memory if rnd.kind == "memory" else 1))
         return out
 
     def embeddings(self, samples: list[tuple[int, int]], steps: int | None) -> tuple[torch.Tensor, ...]:
-        """Right-aligned (image, question, turn) for `samples`; `steps` = 1 keeps only the open turn."""
+        """Right-aligned (image, question, turn, picture) for `samples`; `steps` = 1 keeps only the open turn."""
         width = steps or max(r for _, r in samples)
         rows = self.rows[[d for d, _ in samples]]
         question = self.shards.get("question", rows)
         source = self.shards.get("round_image" if self.per_round_images else "image", rows)
         batch = len(samples)
         turn = np.zeros((batch, width), dtype=np.int64)
+        picture = np.zeros((batch, width), dtype=np.int64)
         image = np.zeros((batch, width, self.image_dim), dtype=np.float32)
         text = np.zeros((batch, width, self.text_dim), dtype=np.float32)
-        for b, (_, rnd) in enumerate(samples):
+        for b, (d, rnd) in enumerate(samples):
             first = max(rnd - width + 1, 1)
             turns = np.arange(first, rnd + 1)
             cols = np.arange(width - len(turns), width)
             turn[b, cols] = turns
+            picture[b, cols] = self.pictures[d][turns - 1]
             text[b, cols] = question[b, turns - 1]
             image[b, cols] = source[b, turns - 1] if self.per_round_images else source[b]
-        return torch.from_numpy(image), torch.from_numpy(text), torch.from_numpy(turn)
+        return tuple(torch.from_numpy(a) for a in (image, text, turn, picture))
 
 
 class PromptBuilder:
@@ -91,7 +98,9 @@ class PromptBuilder:
     def __init__(self, settings: PromptSettings, tokenizer, reminder: str | None = None):
         self.settings, self.tokenizer = settings, tokenizer
         self.reminder = reminder or settings.reminder
+        # `bos` = every token before the soft tokens: BOS (if asked for) + the prefix text
         self.bos = [tokenizer.bos_token_id] if settings.add_bos and tokenizer.bos_token_id is not None else []
+        self.bos += self._ids(settings.prefix) if settings.prefix else []
         self._cache: dict[int, list[list[int]]] = {}
 
     def _ids(self, text: str) -> list[int]:
@@ -120,14 +129,15 @@ class PromptBuilder:
             self._cache[dialog_index] = [self._ids(t) for t in self.texts(dialog)]
         return self._cache[dialog_index]
 
-    def answer(self, text: str) -> list[int]:
-        ids = self._ids(" " + " ".join(text.split()))[: self.settings.max_answer_tokens]
-        return ids + [self.tokenizer.eos_token_id]
+    def answer(self, text: str, truncate: bool = True) -> list[int]:
+        """Token ids of an answer as the model must produce it: answer_prefix + text + EOS (targets and options)."""
+        ids = self._ids(self.settings.answer_prefix + " ".join(text.split()))
+        return (ids[: self.settings.max_answer_tokens] if truncate else ids) + [self.tokenizer.eos_token_id]
 
 
 def make_batch(data: DialogData, builder: PromptBuilder, samples: list[tuple[int, int]], steps: int | None,
                with_answers: bool) -> Batch:
-    image, question, turn = data.embeddings(samples, steps)
+    image, question, turn, picture = data.embeddings(samples, steps)
     prompts, answers, keys = [], [], []
     for d, rnd in samples:
         dialog = data.dialogs[d]
@@ -135,7 +145,7 @@ def make_batch(data: DialogData, builder: PromptBuilder, samples: list[tuple[int
         keys.append((dialog.image_id, rnd))
         if with_answers:
             answers.append(builder.answer(dialog.rounds[rnd - 1].answer))
-    return Batch(image, question, turn, prompts, answers if with_answers else None, keys)
+    return Batch(image, question, turn, picture, prompts, answers if with_answers else None, keys)
 
 
 def check_paths(settings: DataSettings) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.config import config_hash, load_config, save_config, split_cli, to_dict
+from shared.config import load_config, save_config, split_cli, to_dict
 from shared.predictions import PredictionWriter, scores_to_ranks
 from shared.reminder import strip_blocks
 from shared.runlog import Progress, setup_logging
@@ -41,7 +41,8 @@ def load_trained(cfg: InferConfig) -> tuple[Path, BridgeTrainConfig, dict]:
     state = json.loads((folder / "state.json").read_text())
     train_cfg = load_config(BridgeTrainConfig, run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() \
         else None
-    if train_cfg is None or config_hash(train_cfg) != state["config_hash"]:
+    # `resume` may differ: a resumed run rewrites config.yaml before its first new checkpoint
+    if train_cfg is None or train_state.changed_settings(state["config"], train_cfg):
         raise ValueError(f"{run_dir / 'config.yaml'} is missing or differs from the config {folder} was trained with "
                          f"(hash {state['config_hash']}); restore it or retrain")
     if state["step"] < train_cfg.optim.max_steps:
@@ -51,15 +52,15 @@ def load_trained(cfg: InferConfig) -> tuple[Path, BridgeTrainConfig, dict]:
 
 
 class OptionTokens:
-    """Token ids of answer options (shared strings are tokenized once)."""
+    """Token ids of answer options, exactly as training targets are built (shared strings tokenized once)."""
 
-    def __init__(self, tokenizer, with_eos: bool):
-        self.tokenizer, self.with_eos, self._cache = tokenizer, with_eos, {}
+    def __init__(self, builder: PromptBuilder, with_eos: bool):
+        self.builder, self.with_eos, self._cache = builder, with_eos, {}
 
     def __call__(self, text: str) -> list[int]:
         if text not in self._cache:
-            ids = self.tokenizer(" " + " ".join(text.split()), add_special_tokens=False)["input_ids"]
-            self._cache[text] = ids + ([self.tokenizer.eos_token_id] if self.with_eos or not ids else [])
+            ids = self.builder.answer(text, truncate=False)
+            self._cache[text] = ids if self.with_eos or len(ids) == 1 else ids[:-1]
         return self._cache[text]
 
 
@@ -78,10 +79,11 @@ def infer(cfg: InferConfig) -> Path:
     load_saved_weights(bridge, llm, train_state.load_weights(folder), folder)
     bridge.eval()
     builder = PromptBuilder(train_cfg.prompt, tokenizer, None if cfg.reminder == "train" else cfg.reminder)
-    options = OptionTokens(tokenizer, cfg.score_with_eos)
+    options = OptionTokens(builder, cfg.score_with_eos)
     out = Path(cfg.out) if cfg.out else Path(cfg.outputs_root) / cfg.run / "predictions.jsonl"
     save_config(cfg, out.parent, name="infer_config.yaml")
-    identity = json.dumps({"infer": to_dict(cfg), "trained": state["config_hash"], "step": state["step"]},
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in ("resume", "num_threads")}  # not results
+    identity = json.dumps({"infer": settings, "trained": state["config_hash"], "step": state["step"]},
                           sort_keys=True)
     run_hash = hashlib.sha256(identity.encode()).hexdigest()[:12]
     steps = 1 if train_cfg.model.memory_bank_length == 0 else None
@@ -103,7 +105,7 @@ def predict(bridge, llm, tokenizer, builder: PromptBuilder, options: OptionToken
             samples: list[tuple[int, int]], steps: int | None, cfg: InferConfig, device: torch.device) -> list[dict]:
     """Prediction rows for a batch of (dialog, round) samples."""
     batch = make_batch(data, builder, samples, steps, with_answers=False)
-    soft = bridge(batch.image.to(device), batch.question.to(device), batch.turn.to(device))
+    soft = bridge(batch.image.to(device), batch.question.to(device), batch.turn.to(device), batch.picture.to(device))
     embeds, mask, positions = assemble(soft, builder.bos, batch.prompts, llm.get_input_embeddings(),
                                        tokenizer.pad_token_id, left_pad=True)
     prefix = encode_prefix(llm, embeds, mask, positions)

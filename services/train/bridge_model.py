@@ -18,7 +18,7 @@ from torch import nn
 
 from services.train import memory_bank
 from services.train.config import BridgeModelSettings
-from services.train.qformer import MemorySelfAttention, build_qformer, self_attentions
+from services.train.qformer import build_qformer, self_attentions
 
 TRAINABLE_GROUPS = ("fc", "turn_pe", "query_tokens", "llm_proj", "qformer")
 
@@ -36,6 +36,11 @@ class Bridge(nn.Module):
         self.fc = nn.Linear(image_dim + text_dim, cfg.tokens_per_turn * cfg.dim)
         self.token_norm = nn.LayerNorm(cfg.dim)
         self.turn_pe = nn.Embedding(cfg.max_turns + 1, cfg.dim)
+        # small like BERT's position embeddings: at N(0, 1) the turn index would drown the image in the token's LN
+        nn.init.normal_(self.turn_pe.weight, std=0.02)
+        self.picture_pe = nn.Embedding(cfg.max_pictures + 1, cfg.dim) if cfg.max_pictures else None
+        if self.picture_pe is not None:
+            nn.init.normal_(self.picture_pe.weight, std=0.02)
         self.qformer, self.query_tokens, self.qformer_report = build_qformer(
             cfg.qformer, cfg.dim, cfg.query_memory_bank and cfg.memory_bank_length > 0)
         self.llm_proj = nn.Linear(self.qformer.config.hidden_size, llm_dim)
@@ -48,9 +53,9 @@ class Bridge(nn.Module):
         return self.qformer_report.get("checkpoint") is not None
 
     def group_of(self, name: str) -> str:
-        """Which trainable group a parameter name belongs to (token_norm goes with fc)."""
+        """Which trainable group a parameter name belongs to (token_norm goes with fc, picture_pe with turn_pe)."""
         head = name.split(".", 1)[0]
-        return "fc" if head == "token_norm" else head
+        return {"token_norm": "fc", "picture_pe": "turn_pe"}.get(head, head)
 
     def set_trainable(self, groups: list[str]) -> list[str]:
         """Freeze everything, then unfreeze `groups` ("auto" = the Q-Former when it is not pretrained)."""
@@ -65,14 +70,21 @@ class Bridge(nn.Module):
             param.requires_grad_(self.group_of(name) in chosen)
         return sorted(chosen)
 
-    def turn_tokens(self, image: torch.Tensor, question: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
-        """(B,S,Di), (B,S,Dt), (B,S) 1-based turns (0 = inactive) -> (B,S,N,C) turn tokens."""
+    def turn_tokens(self, image: torch.Tensor, question: torch.Tensor, turn: torch.Tensor,
+                    picture: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,S,Di), (B,S,Dt), (B,S) 1-based turns (0 = inactive), optional (B,S) 1-based pictures -> (B,S,N,C)."""
         if turn.max() > self.cfg.max_turns:
             raise ValueError(f"turn {int(turn.max())} exceeds model.max_turns={self.cfg.max_turns}; raise it")
         dtype = self.fc.weight.dtype
         fused = self.fc(torch.cat([self.image_norm(image.to(dtype)), self.text_norm(question.to(dtype))], dim=-1))
         fused = fused.view(*turn.shape, self.cfg.tokens_per_turn, self.cfg.dim)
-        return self.token_norm(fused + self.turn_pe(turn).unsqueeze(2))
+        position = self.turn_pe(turn)
+        if self.picture_pe is not None:
+            if picture is None:
+                raise ValueError("model.max_pictures > 0 needs the picture index of every turn (Batch.picture)")
+            # beyond max_pictures every later picture shares the last row: still "not one of the first ones"
+            position = position + self.picture_pe(picture.clamp(max=self.cfg.max_pictures))
+        return self.token_norm(fused + position.unsqueeze(2))
 
     def _run_qformer(self, encoder_states: torch.Tensor, encoder_mask: torch.Tensor) -> torch.Tensor:
         queries = self.query_tokens.expand(encoder_states.shape[0], -1, -1)
@@ -80,9 +92,10 @@ class Bridge(nn.Module):
                            encoder_attention_mask=encoder_mask.long())
         return out.last_hidden_state[:, : queries.shape[1]]
 
-    def forward(self, image: torch.Tensor, question: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, question: torch.Tensor, turn: torch.Tensor,
+                picture: torch.Tensor | None = None) -> torch.Tensor:
         """Soft tokens (B, num_query_tokens, llm_dim) for the open turn (the last step of each row)."""
-        tokens = self.turn_tokens(image, question, turn)
+        tokens = self.turn_tokens(image, question, turn, picture)
         batch, steps, per_turn, dim = tokens.shape
         length = self.cfg.memory_bank_length
         current_mask = torch.ones(batch, per_turn, dtype=torch.bool, device=tokens.device)
@@ -115,8 +128,3 @@ class Bridge(nn.Module):
             module.memory = module.memory_mask = module.recorded = None
         return self.llm_proj(output)
 
-
-def clear_query_memory(bridge: Bridge) -> None:
-    for module in self_attentions(bridge.qformer):
-        if isinstance(module, MemorySelfAttention):
-            module.memory = module.memory_mask = module.recorded = None

@@ -8,6 +8,7 @@ Under `torchrun --nproc_per_node N` each process takes its slice of every global
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -68,12 +69,26 @@ def lr_lambda(cfg) -> callable:
 
 def _same_run(saved: dict, cfg: BridgeTrainConfig, folder: Path) -> None:
     """A resumed run must use the settings it was started with (resume itself may differ)."""
-    now = {**to_dict(cfg), "resume": None}
-    before = {**saved, "resume": None}
-    if now != before:
-        diff = sorted(k for k in now if now[k] != before.get(k))
+    diff = train_state.changed_settings(saved, cfg)
+    if diff:
         raise ValueError(f"{folder}: was trained with different settings ({diff}); resume with the same config or "
                          "choose a new run name")
+
+
+def _resume(cfg: BridgeTrainConfig, run_dir: Path, world, bridge, llm, optimizer, scheduler, sampler) -> int:
+    """Restore the newest checkpoint of the run (resume=true) and return its step; 0 for a fresh run."""
+    latest = train_state.latest_checkpoint(run_dir)
+    if latest is None:
+        return 0
+    if not cfg.resume:
+        raise FileExistsError(f"{run_dir} already holds checkpoints; set resume=true to continue that run, or choose "
+                              "another run name (or delete the folder) to start over")
+    _same_run(json.loads((latest / "state.json").read_text())["config"], cfg, latest)  # before loading anything
+    state = train_state.restore(latest, optimizer, scheduler, world.rank)
+    load_saved_weights(bridge, llm, train_state.load_weights(latest), latest)
+    sampler.restore(state["position"])
+    log.info("resumed %s at step %d", latest, state["step"])
+    return int(state["step"])
 
 
 def train(cfg: BridgeTrainConfig) -> Path:
@@ -90,7 +105,7 @@ def train(cfg: BridgeTrainConfig) -> Path:
     run_dir, out_dir = Path(cfg.checkpoints_root) / cfg.run, Path(cfg.outputs_root) / cfg.run
     check_paths(cfg.data)
     data = DialogData(cfg.data)
-    samples = data.samples("answered")
+    samples = data.samples("answered", cfg.data.repeat_memory_rounds)
     seed_everything(cfg.seed)
     bridge, llm, tokenizer = build(cfg.model, data.image_dim, data.text_dim, device, cfg.seed)
     params = trainable_parameters(bridge, llm)
@@ -101,17 +116,7 @@ def train(cfg: BridgeTrainConfig) -> Path:
     builder = PromptBuilder(cfg.prompt, tokenizer)
     steps = 1 if cfg.model.memory_bank_length == 0 else None  # memory off: only the open turn is embedded
 
-    step, latest = 0, train_state.latest_checkpoint(run_dir)
-    if latest is not None and not cfg.resume:
-        raise FileExistsError(f"{run_dir} already holds checkpoints; set resume=true to continue that run, or choose "
-                              "another run name (or delete the folder) to start over")
-    if latest is not None:
-        state = train_state.restore(latest, optimizer, scheduler, world.rank)
-        _same_run(state["config"], cfg, latest)
-        load_saved_weights(bridge, llm, train_state.load_weights(latest), latest)
-        sampler.restore(state["position"])
-        step = state["step"]
-        log.info("resumed %s at step %d", latest, step)
+    step = _resume(cfg, run_dir, world, bridge, llm, optimizer, scheduler, sampler)
     if world.is_main:
         save_config(cfg, out_dir)
         save_config(cfg, run_dir)
@@ -129,7 +134,8 @@ def train(cfg: BridgeTrainConfig) -> Path:
             chosen = sampler.next()[world.rank * opt.micro_batch_size: (world.rank + 1) * opt.micro_batch_size]
             batch = make_batch(data, builder, [samples[i] for i in chosen], steps, with_answers=True)
             with autocast:
-                soft = bridge(batch.image.to(device), batch.question.to(device), batch.turn.to(device))
+                soft = bridge(batch.image.to(device), batch.question.to(device), batch.turn.to(device),
+                              batch.picture.to(device))
                 losses = answer_loss(llm, soft, builder.bos, batch.prompts, batch.answers, tokenizer.pad_token_id)
             (losses.sum() / opt.batch_size).backward()
             loss_sum += float(losses.detach().sum())

@@ -52,6 +52,9 @@ class BridgeModelSettings:
     tokens_per_turn: int = 1  # fc emits tokens_per_turn x dim per turn (memory compression is per token position)
     input_norm: bool = True  # LayerNorm (no affine) on each embedding before fc: encoders differ in scale by 25x
     max_turns: int = 10  # turn_pe has max_turns + 1 rows (row t = 1-based turn t)
+    # > 0: a learned embedding of which picture a turn shows (1-based, in order of first appearance) joins turn_pe, so
+    # "the first picture" is addressable in the memory bank; 0 = none (a VisDial dialog shows one picture)
+    max_pictures: int = 0
     memory_bank_length: int = 10  # past-turn slots kept in the visual memory bank; 0 = only the current turn
     query_memory_bank: bool = False  # past Q-Former states as extra keys/values of its self-attention
     qformer: QFormerSettings = field(default_factory=QFormerSettings)
@@ -63,8 +66,12 @@ class BridgeModelSettings:
 
 @dataclass
 class PromptSettings:
-    """LLM prompt = [soft tokens] + optional <reminder> block + `template` with the question; target = the answer."""
+    """LLM prompt = `prefix` + [soft tokens] + optional <reminder> block + `template` with the question; the target
+    is `answer_prefix` + the ground-truth answer + EOS. A chat model reads the soft tokens far better inside its own
+    turn format, e.g. prefix "<|im_start|>user\n", template "{question}<|im_end|>\n<|im_start|>assistant\n"."""
+    prefix: str = ""  # text between BOS and the soft tokens
     template: str = "Q: {question}\nA:"
+    answer_prefix: str = " "  # text before the answer (targets and scored options alike)
     reminder: Literal["none", "retrieved"] = "none"
     reminder_top_k: int = 3
     memory: MemoryConfig = field(default_factory=MemoryConfig)  # recency/frequency/saliency/relevance weights
@@ -80,6 +87,9 @@ class DataSettings:
     encoder_id: str | None = "cpu_default"  # checked against the shards' metadata; None accepts any
     verify_checksums: bool = False
     limit_dialogs: int | None = None  # first N dialogs only (smoke runs)
+    # each epoch lists a round whose `kind` is "memory" this many times: memory rounds are ~10% of the demo's rounds,
+    # too few for a scratch Q-Former to learn to address an earlier picture in a CPU-sized run (VisDial has no kinds)
+    repeat_memory_rounds: int = 1
 
 
 @dataclass

@@ -91,7 +91,8 @@ def load_pretrained(cfg: QFormerSettings, encoder_dim: int) -> tuple[Blip2QForme
     folder = Path(cfg.checkpoint)
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path}: missing; model.qformer.checkpoint must be a BLIP-2/InstructBLIP folder")
+        raise FileNotFoundError(f"{config_path}: missing; model.qformer.checkpoint must be a BLIP-2/InstructBLIP "
+                                "folder")
     top = json.loads(config_path.read_text())
     if "qformer_config" not in top:
         raise ValueError(f"{config_path}: no qformer_config (model_type {top.get('model_type')!r}); "
@@ -108,6 +109,9 @@ def load_pretrained(cfg: QFormerSettings, encoder_dim: int) -> tuple[Blip2QForme
     if "query_tokens" not in tensors:
         raise KeyError(f"{folder}: no `query_tokens` tensor; not a BLIP-2/InstructBLIP checkpoint")
     state = {k[len("qformer."):]: v for k, v in tensors.items() if k.startswith("qformer.")}
+    for part in ("weight", "bias"):  # InstructBLIP keeps the query LayerNorm inside its text embeddings module
+        if f"layernorm.{part}" not in state and f"embeddings.layernorm.{part}" in state:
+            state[f"layernorm.{part}"] = state.pop(f"embeddings.layernorm.{part}")
     expected = qformer.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))  # e.g. InstructBLIP's text embeddings, unused here

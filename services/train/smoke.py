@@ -63,6 +63,7 @@ def real_size_steps(config_path: str, steps: int = 3, micro_batch: int = 8, dims
     image, question = torch.randn(micro_batch, turns, dims[0], generator=g), torch.randn(micro_batch, turns, dims[1],
                                                                                           generator=g)
     turn = torch.arange(1, turns + 1).repeat(micro_batch, 1)
+    picture = torch.ones_like(turn)  # one picture per dialog, as in VisDial
     prompts = [[(i * 7 + j) % 250 + 3 for j in range(prompt_tokens)] for i in range(micro_batch)]
     answers = [[(i * 5 + j) % 250 + 3 for j in range(answer_tokens)] + [tokenizer.eos_token_id]
                for i in range(micro_batch)]
@@ -77,7 +78,7 @@ def real_size_steps(config_path: str, steps: int = 3, micro_batch: int = 8, dims
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
-            soft = bridge(image.to(device), question.to(device), turn.to(device))
+            soft = bridge(image.to(device), question.to(device), turn.to(device), picture.to(device))
             loss = answer_loss(llm, soft, bos, prompts, answers, tokenizer.pad_token_id).mean()
         loss.backward()
         optimizer.step()
@@ -85,7 +86,8 @@ def real_size_steps(config_path: str, steps: int = 3, micro_batch: int = 8, dims
         if step:  # the first step pays for kernel selection and allocator warm-up
             timings.append(time.perf_counter() - started)
     tokens = micro_batch * (len(bos) + cfg.model.qformer.num_query_tokens + prompt_tokens + answer_tokens + 1)
-    return {"device": torch.cuda.get_device_name() if cuda else "cpu", "step_s": sum(timings) / len(timings),
-            "tokens_per_s": tokens * len(timings) / sum(timings), "samples_per_s": micro_batch * len(timings) /
-            sum(timings), "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"), "loss": float(loss),
-            "trainable_params": sum(p.numel() for p in params.values())}
+    seconds = sum(timings)
+    return {"device": torch.cuda.get_device_name() if cuda else "cpu", "step_s": seconds / len(timings),
+            "tokens_per_s": tokens * len(timings) / seconds, "samples_per_s": micro_batch * len(timings) / seconds,
+            "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
+            "loss": float(loss.detach()), "trainable_params": sum(p.numel() for p in params.values())}

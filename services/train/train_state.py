@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from shared.config import from_dict, to_dict
 from shared.safetensors_io import atomic_write_text, fsync_dir
 
 LATEST = "latest.json"
@@ -122,3 +123,10 @@ def restore(folder: Path, optimizer: torch.optim.Optimizer, scheduler, rank: int
     prefix = f"rng{rank}."
     set_rng_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, state["rng"][rank])
     return state
+
+
+def changed_settings(saved: dict, cfg) -> list[str]:
+    """Top-level config keys whose values differ between a checkpoint's saved config and `cfg`. `resume` is not a
+    setting; keys added to the config classes after the save compare as their defaults."""
+    before, now = to_dict(from_dict(type(cfg), saved)), to_dict(cfg)
+    return sorted(k for k in now if k != "resume" and now[k] != before.get(k))

@@ -79,32 +79,41 @@ def test_turns_beyond_max_turns_are_refused():
         build()(image, question, torch.tensor([[6, 7], [1, 2]]))
 
 
-def tiny_blip2(folder, encoder_hidden_size=8):
-    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2QFormerConfig, Blip2VisionConfig, OPTConfig
+def tiny_blip2(folder, encoder_hidden_size=8, instruct=False):
+    import transformers as tf
 
-    config = Blip2Config(
-        vision_config=Blip2VisionConfig(hidden_size=encoder_hidden_size, intermediate_size=16, num_hidden_layers=1,
-                                        num_attention_heads=2, image_size=8, patch_size=4).to_dict(),
-        qformer_config=Blip2QFormerConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                          intermediate_size=32, encoder_hidden_size=encoder_hidden_size).to_dict(),
-        text_config=OPTConfig(hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
-                              vocab_size=50, word_embed_proj_dim=16).to_dict(),
+    prefix = "InstructBlip" if instruct else "Blip2"
+    config = getattr(tf, f"{prefix}Config")(
+        vision_config=getattr(tf, f"{prefix}VisionConfig")(
+            hidden_size=encoder_hidden_size, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+            image_size=8, patch_size=4).to_dict(),
+        qformer_config=getattr(tf, f"{prefix}QFormerConfig")(
+            hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+            encoder_hidden_size=encoder_hidden_size, vocab_size=40).to_dict(),
+        text_config=tf.OPTConfig(hidden_size=16, ffn_dim=32, num_hidden_layers=1, num_attention_heads=2,
+                                 vocab_size=50, word_embed_proj_dim=16).to_dict(),
         num_query_tokens=3)
     torch.manual_seed(3)
-    model = Blip2ForConditionalGeneration(config)
+    model = getattr(tf, f"{prefix}ForConditionalGeneration")(config)
     model.save_pretrained(folder)
     return model
 
 
-def test_qformer_loads_from_a_blip2_checkpoint(tmp_path):
-    source = tiny_blip2(tmp_path / "blip2")
-    bridge = Bridge(tiny_settings(qformer=QFormerSettings(checkpoint=str(tmp_path / "blip2"), dropout=0.0)),
+@pytest.mark.parametrize("instruct", [False, True])
+def test_qformer_loads_from_a_blip2_or_instructblip_checkpoint(tmp_path, instruct):
+    source = tiny_blip2(tmp_path / "ckpt", instruct=instruct)
+    bridge = Bridge(tiny_settings(qformer=QFormerSettings(checkpoint=str(tmp_path / "ckpt"), dropout=0.0)),
                     image_dim=6, text_dim=5, llm_dim=12)
-    assert bridge.qformer_pretrained and bridge.qformer_report["loaded"] > 0
+    assert bridge.qformer_pretrained and bridge.qformer_report["loaded"] == len(bridge.qformer.state_dict())
     assert bridge.query_tokens.shape == (1, 3, 16)
     torch.testing.assert_close(bridge.query_tokens.data, source.query_tokens.data)
-    for name, value in source.qformer.state_dict().items():
-        torch.testing.assert_close(bridge.qformer.state_dict()[name], value)
+    theirs = source.qformer.state_dict()
+    for name, value in bridge.qformer.state_dict().items():
+        key = f"embeddings.{name}" if instruct and name.startswith("layernorm.") else name
+        torch.testing.assert_close(value, theirs[key])
+    unexpected = bridge.qformer_report["unexpected"]  # InstructBLIP's text branch is reported, not silently used
+    assert bool(unexpected) == instruct and all("embeddings" in k or ".intermediate." in k or ".output." in k
+                                                for k in unexpected)
     assert bridge.set_trainable(["fc", "auto"]) == ["fc"]  # a pretrained Q-Former stays frozen under auto
 
 
@@ -129,3 +138,28 @@ def test_real_size_smoke_runs_on_cpu_with_a_tiny_architecture(tmp_path):
                                                             "model.qformer.num_attention_heads=2",
                                                             "model.qformer.intermediate_size=32"))
     assert figures["tokens_per_s"] > 0 and torch.isfinite(torch.tensor(figures["loss"]))
+
+
+@pytest.mark.parametrize("query_memory", [False, True])
+def test_empty_memory_slots_are_masked_out(query_memory):
+    """At the first turn the bank holds only empty slots: the result must equal the memory-off model's."""
+    with_memory = build(memory_bank_length=10, query_memory_bank=query_memory)
+    without = build(memory_bank_length=0)
+    without.load_state_dict(with_memory.state_dict())
+    image, question, turn = inputs(batch=2, steps=1)
+    torch.testing.assert_close(with_memory(image, question, turn), without(image, question, turn))
+
+
+def test_picture_embedding_tells_pictures_apart_and_trains_with_turn_pe():
+    image, question, turn = inputs()
+    first = torch.ones_like(turn)
+    second = first.clone()
+    second[:, 3:] = 2  # a new picture from turn 4 on
+    model = build(max_pictures=2)
+    assert not torch.allclose(model(image, question, turn, first), model(image, question, turn, second))
+    assert model.group_of("picture_pe.weight") == "turn_pe"
+    model.set_trainable(["turn_pe"])
+    assert model.picture_pe.weight.requires_grad and not model.fc.weight.requires_grad
+    with pytest.raises(ValueError, match="picture"):
+        model(image, question, turn)
+    assert build().picture_pe is None  # off by default: one picture per VisDial dialog

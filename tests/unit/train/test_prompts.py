@@ -74,3 +74,38 @@ def test_missing_embedding_row_is_an_error_not_a_zero_vector(tmp_path, unique_wo
     with pytest.raises(ValueError, match="encoder"):
         DialogData(DataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
                                 encoder_id="imagebind_huge"))
+
+
+def test_chat_format_prefix_and_answers_match_the_scored_options(unique_world):
+    from services.train.bridge_infer import OptionTokens
+
+    tokenizer = AutoTokenizer.from_pretrained(unique_world.llm)
+    settings = PromptSettings(add_bos=False, prefix="<s>user\n", template="{question}</s>\nassistant\n",
+                              answer_prefix="")
+    builder = PromptBuilder(settings, tokenizer)
+    assert tokenizer.decode(builder.bos) == "<s>user\n"  # everything before the soft tokens
+    dialog = load_visdial(unique_world.dialogs).dialogs[0]
+    assert builder.texts(dialog)[0] == f"{dialog.rounds[0].question}</s>\nassistant\n"
+    answer = dialog.rounds[0].answer
+    assert builder.answer(answer) == OptionTokens(builder, with_eos=True)(answer)  # trained == scored
+    assert tokenizer.decode(builder.answer(answer)[:-1]) == answer  # no leading space with answer_prefix ""
+    assert OptionTokens(builder, with_eos=False)(answer) == builder.answer(answer)[:-1]
+
+
+def test_memory_rounds_are_repeated_and_pictures_numbered_in_order_of_appearance(unique_world):
+    data = DialogData(DataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
+                                   encoder_id="toy"))
+    once, thrice = data.samples("answered"), data.samples("answered", repeat_memory=3)
+    memory = [(d, r) for d, r in once if data.dialogs[d].rounds[r - 1].kind == "memory"]
+    assert memory and len(thrice) == len(once) + 2 * len(memory)
+    assert sorted(set(thrice)) == sorted(once) and all(thrice.count(s) == 3 for s in memory)
+    with pytest.raises(ValueError, match="repeat_memory_rounds"):
+        data.samples("answered", repeat_memory=0)
+    batch = make_batch(data, PromptBuilder(PromptSettings(), AutoTokenizer.from_pretrained(unique_world.llm)),
+                       once, None, with_answers=False)
+    for row, (d, r) in enumerate(once):
+        dialog, active = data.dialogs[d], batch.turn[row] > 0
+        shown = [dialog.rounds[t - 1].image_id for t in batch.turn[row][active].tolist()]
+        expected = [dialog.image_ids().index(i) + 1 for i in shown]
+        assert batch.picture[row][active].tolist() == expected and not batch.picture[row][~active].any()
+    assert batch.picture.max() == 2  # the toy dialogs show two pictures

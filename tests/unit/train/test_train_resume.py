@@ -119,3 +119,17 @@ def test_a_finished_run_is_not_overwritten_without_resume(fresh_toy):
                                                                                     "resume=true", "optim.lr=0.5"])
     with pytest.raises(ValueError, match="optim"):
         train(changed)
+
+
+def test_settings_added_after_a_checkpoint_compare_as_their_defaults():
+    from shared.config import to_dict
+    from services.train.config import BridgeTrainConfig
+    from services.train.train_state import changed_settings
+
+    cfg = BridgeTrainConfig()
+    saved = to_dict(cfg)
+    del saved["model"]["max_pictures"], saved["data"]["repeat_memory_rounds"]  # a checkpoint from before they existed
+    assert changed_settings(saved, cfg) == []
+    assert changed_settings({**saved, "resume": not cfg.resume}, cfg) == []  # resume is not a setting
+    saved["model"]["max_pictures"] = 3
+    assert changed_settings(saved, cfg) == ["model"]

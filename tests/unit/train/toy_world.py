@@ -34,7 +34,8 @@ class ToyWorld:
                 f"data.dialogs={self.dialogs}", f"data.embeddings={self.embeddings}", "data.encoder_id=toy",
                 f"model.llm.path={self.llm}", "model.dim=16", "model.max_turns=6", "model.memory_bank_length=3",
                 "model.qformer.num_query_tokens=4", "model.qformer.hidden_size=16", "model.qformer.num_hidden_layers=2",
-                "model.qformer.num_attention_heads=2", "model.qformer.intermediate_size=32", "prompt.max_prompt_tokens=96",
+                "model.qformer.num_attention_heads=2", "model.qformer.intermediate_size=32",
+                "prompt.max_prompt_tokens=96",
                 "optim.batch_size=4", "optim.micro_batch_size=4", "optim.warmup_steps=2", "optim.max_steps=6",
                 "optim.lr=0.003", "save_every=2", "log_every=1", "num_threads=1"]
 
