@@ -5,7 +5,7 @@ import torch
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
-def test_real_size_bridge_trains_on_the_gpu(tmp_path):
+def test_real_size_bridge_trains_on_the_gpu(tmp_path, monkeypatch):
     import bitsandbytes as bnb
 
     from services.train import smoke
@@ -17,12 +17,9 @@ def test_real_size_bridge_trains_on_the_gpu(tmp_path):
         built["parts"] = original(*args, **kwargs)
         return built["parts"]
 
-    smoke.build = spy
-    try:
-        figures = smoke.real_size_steps("configs/train/bridge_llama32_1b.yaml", steps=2, micro_batch=8,
-                                        workdir=str(tmp_path))
-    finally:
-        smoke.build = original
+    monkeypatch.setattr(smoke, "build", spy)
+    figures = smoke.real_size_steps("configs/train/bridge_llama32_1b.yaml", steps=2, micro_batch=8,
+                                    workdir=str(tmp_path))
     print(figures)
     _, llm, _ = built["parts"]
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in llm.modules())
