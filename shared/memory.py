@@ -13,6 +13,7 @@ import numpy as np
 
 from shared.memory_arrays import Growable, WordIndex, top_k_indices, value_range
 from shared.memory_config import Memory, MemoryConfig, Retrieved, Scores, ScoreWeights
+from shared.memory_prefilter import Prefilter
 from shared.memory_text import IdfTable, picture_refs, question_type
 
 COMPONENTS = ("recency", "frequency", "saliency", "relevance")
@@ -39,6 +40,7 @@ class MemoryStore:
         self.words = WordIndex()
         self.pictures: dict[int, int] = {}
         self._saliency_cache: np.ndarray | None = None
+        self._prefilter: Prefilter | None = None
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -164,33 +166,41 @@ class MemoryStore:
                   current_picture: int | None = None) -> np.ndarray:
         """Cosine of the query to the memory's question/answer embeddings (max of the two with `both`); without a
         query embedding, IDF-weighted overlap of content words. Plus `picture_bonus` for a named picture."""
-        on = self.config.relevance_on
         if query_embedding is not None:
-            if self.q_emb is None and self.a_emb is None:
-                raise ValueError("query_embedding given but the store has no embeddings; "
-                                 "pass None for the lexical relevance")
-            qv = np.asarray(query_embedding, dtype=np.float32).reshape(-1)
-            qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
-            mats = [m for m, use in ((self.q_emb, on != "answer"), (self.a_emb, on != "question"))
-                    if m is not None and use]
-            if not mats:
-                raise ValueError(f"relevance_on={on!r} but the store has no {on} embeddings; add them or change it")
-            if qv.shape[0] != mats[0].width:
-                raise ValueError(f"query embedding is {qv.shape[0]}-d, the store's are {mats[0].width}-d; "
-                                 "embed queries and memories with the same encoder")
+            qv, mats = self._embedding_query(query_embedding)
             sims = [m.view()[idx] @ qv for m in mats]
             rel = sims[0] if len(sims) == 1 else np.maximum(*sims)
         else:
-            rel = self.words.overlap(query, on, self.idf_table)[idx]
+            rel = self.words.overlap(query, self.config.relevance_on, self.idf_table)[idx]
+        return self._with_picture_bonus(rel, query, idx, current_picture).astype(np.float32, copy=False)
+
+    def _embedding_query(self, query_embedding: np.ndarray) -> tuple[np.ndarray, list[Growable]]:
+        """The unit-length query vector and the embedding matrices `relevance_on` compares it with (checked)."""
+        on = self.config.relevance_on
+        if self.q_emb is None and self.a_emb is None:
+            raise ValueError("query_embedding given but the store has no embeddings; pass None for the lexical relevance")
+        qv = np.asarray(query_embedding, dtype=np.float32).reshape(-1)
+        qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
+        mats = [m for m, use in ((self.q_emb, on != "answer"), (self.a_emb, on != "question")) if m is not None and use]
+        if not mats:
+            raise ValueError(f"relevance_on={on!r} but the store has no {on} embeddings; add them or change it")
+        if qv.shape[0] != mats[0].width:
+            raise ValueError(f"query embedding is {qv.shape[0]}-d, the store's are {mats[0].width}-d; "
+                             "embed queries and memories with the same encoder")
+        return qv, mats
+
+    def _with_picture_bonus(self, rel: np.ndarray, query: str, idx, current_picture: int | None) -> np.ndarray:
         refs = picture_refs(query, current_picture)
         if refs and self.config.picture_bonus:
             rel = rel + self.config.picture_bonus * np.isin(self.picture.view()[idx], list(refs))
-        return rel.astype(np.float32, copy=False)
+        return rel
 
     # --- scoring and retrieval ------------------------------------------------------------------------------
     def score(self, query: str, now: float, query_embedding: np.ndarray | None = None,
-              candidates: np.ndarray | None = None, current_picture: int | None = None) -> Scores:
-        """Total = sum of weight * min-max(component) over `candidates` (default: every memory).
+              candidates: np.ndarray | None = None, current_picture: int | None = None,
+              relevance: np.ndarray | None = None) -> Scores:
+        """Total = sum of weight * min-max(component) over `candidates` (default: every memory). `relevance`: raw
+        relevance per candidate computed elsewhere (the prefilter's estimate) instead of from the embeddings.
 
         Computed as sum(weight / span * raw) + constant, which is the same number without materialising each
         normalised component (`Scores.component` does that on demand). Relevance comes last: BLAS worker threads
@@ -208,7 +218,7 @@ class MemoryStore:
             if not weight:
                 continue
             if name == "relevance":
-                raw = self.relevance(query, idx, query_embedding, current_picture)
+                raw = self.relevance(query, idx, query_embedding, current_picture) if relevance is None else relevance
             else:
                 raw = self.recency(now, idx) if name == "recency" else getattr(self, name)(idx)
             lo, span = value_range(raw)
@@ -224,7 +234,10 @@ class MemoryStore:
                  candidates: np.ndarray | None = None, current_picture: int | None = None,
                  update: bool | None = None) -> list[Retrieved]:
         """Top-k memories, best first (ties: older first). Counts the access unless `update` is False."""
-        scores = self.score(query, now, query_embedding, candidates, current_picture)
+        if self._prefilter_applies(k, query_embedding, candidates):
+            scores = self._prefiltered_scores(query, now, query_embedding, current_picture)
+        else:
+            scores = self.score(query, now, query_embedding, candidates, current_picture)
         best = top_k_indices(scores.total, k)
         chosen = best if scores.indices is None else scores.indices[best]
         if self.config.update_on_retrieve if update is None else update:
@@ -238,6 +251,40 @@ class MemoryStore:
                       {name: float(v[pos]) for name, v in parts.items()})
             for pos, (j, i) in enumerate(zip(best, chosen, strict=True))
         ]
+
+    def _prefilter_applies(self, k: int, query_embedding: np.ndarray | None, candidates: np.ndarray | None) -> bool:
+        """Only for a large store scored against one embedding matrix (not the max over question and answer)."""
+        cfg = self.config
+        if not cfg.prefilter_dims or query_embedding is None or candidates is not None or not cfg.weights.relevance:
+            return False
+        if len(self) <= max(cfg.prefilter_shortlist, k):
+            return False
+        return len(self._embedding_query(query_embedding)[1]) == 1
+
+    def _prefiltered_scores(self, query: str, now: float, query_embedding: np.ndarray,
+                            current_picture: int | None) -> Scores:
+        """Every total with the estimated relevance, then the best `prefilter_shortlist` rescored exactly.
+
+        Normalisation keeps the first stage's relevance range (over all memories), so a shortlisted total is the
+        exact relevance put on that scale; memories outside the shortlist are never rescored (docs/RETRIEVAL.md).
+        """
+        qv, (matrix,) = self._embedding_query(query_embedding)
+        if self._prefilter is None or self._prefilter.dims != self.config.prefilter_dims:
+            self._prefilter = Prefilter(self.config.prefilter_dims)
+        self._prefilter.sync(matrix.view())
+        every = slice(0, len(self))
+        estimate = self._with_picture_bonus(self._prefilter.estimate(qv), query, every, current_picture)
+        rough = self.score(query, now, candidates=None, current_picture=current_picture,
+                           relevance=estimate.astype(np.float32, copy=False))
+        shortlist = np.sort(top_k_indices(rough.total, self.config.prefilter_shortlist))
+        exact = self._with_picture_bonus(matrix.view()[shortlist] @ qv, query, shortlist, current_picture)
+        raw = {name: values[shortlist] for name, values in rough.raw.items()}
+        raw["relevance"] = exact.astype(np.float32, copy=False)
+        _, span = rough.ranges["relevance"]
+        total = rough.total[shortlist]
+        if span:
+            total = total + np.float32(self.config.weights.relevance / span) * (raw["relevance"] - estimate[shortlist])
+        return Scores(shortlist, total.astype(np.float32, copy=False), raw, rough.ranges)
 
     def note_references(self, question: str, current_picture: int | None = None) -> np.ndarray:
         """Count `question` as a reference to memories whose answer content words or picture it names."""

@@ -39,6 +39,11 @@ class MemoryConfig:
         default_factory=lambda: {"attribute": 1.0, "other": 0.6, "yes_no": 0.3}
     )  # saliency prior by question type: an attribute answer carries more than a yes/no
     llm_saliency_weight: float = 0.0  # share of the optional LLM rating in saliency (0 = text-only)
+    # Approximate first stage for stores of millions (0 = off: every memory's relevance is exact). retrieve()
+    # estimates relevance from the embeddings' top `prefilter_dims` principal axes, rescores the best
+    # `prefilter_shortlist` totals exactly and takes the top k among them (shared/memory_prefilter.py).
+    prefilter_dims: int = 0
+    prefilter_shortlist: int = 20_000
 
 
 @dataclass

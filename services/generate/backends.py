@@ -187,13 +187,3 @@ class OpenAIBackend(HttpBackend):
             return HttpFailure(None, f"{type(exc).__name__}: {exc}", True)
         return None
 
-
-def make_backend(cfg: BackendConfig, **kwargs):
-    """The backend named by `cfg.kind`; e.g. `make_backend(BackendConfig(kind="ollama", model="gemma3:27b"))`."""
-    if cfg.kind == "ollama":
-        return OllamaBackend(cfg, **kwargs)
-    if cfg.kind == "openai":
-        return OpenAIBackend(cfg, **kwargs)
-    from services.generate.hf_backend import HFBackend  # torch + transformers only when asked for
-
-    return HFBackend(cfg)

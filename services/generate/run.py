@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from services.generate.backends import make_backend
-from services.generate.config import GenerateConfig
+from services.generate.backends import OllamaBackend, OpenAIBackend
+from services.generate.config import BackendConfig, GenerateConfig
 from services.generate.jsonl import JsonlLog
 from services.generate.prompts import build_prompt
 from services.generate.schema import check_reason_response, check_record, clean_answer, record_id
@@ -47,6 +47,17 @@ class Summary:
         reasons = "; ".join(f"{n} x {r}" for r, n in self.rejected.most_common()) or "none"
         return (f"{verb}: {self.written} written, {self.skipped} already done (skipped), {rejected} rejected "
                 f"({reasons}) -> {self.out_dir}")
+
+
+def make_backend(cfg: BackendConfig, **kwargs):
+    """The backend named by `cfg.kind`; e.g. `make_backend(BackendConfig(kind="ollama", model="gemma3:27b"))`."""
+    if cfg.kind == "ollama":
+        return OllamaBackend(cfg, **kwargs)
+    if cfg.kind == "openai":
+        return OpenAIBackend(cfg, **kwargs)
+    from services.generate.hf_backend import HFBackend  # torch + transformers only when asked for
+
+    return HFBackend(cfg)
 
 
 def selected_rounds(dialog: Any, mode: str) -> list:

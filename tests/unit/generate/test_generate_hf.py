@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from services.generate.backends import GenerationError, Request, make_backend
-from services.generate.run import run
+from services.generate.backends import GenerationError, Request
+from services.generate.run import make_backend, run
 from services.generate.schema import check_record
 from tests.unit.generate.conftest import DIALOGS, ROUNDS, make_config
 
