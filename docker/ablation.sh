@@ -6,12 +6,12 @@
 # Variants (run names): ablation_none (prompt.reminder=none), ablation_full (retrieved, the default weights of
 # shared.memory.ScoreWeights) and ablation_{recency,frequency,saliency,relevance} (retrieved, that weight 1, the
 # others 0). Everything else is configs/train/bridge_demo.yaml / infer_demo.yaml / configs/evaluate/default.yaml.
-# Kept short for CPU: ABLATION_STEPS optimizer steps per variant (default 60 instead of the demo's 150), so the
-# absolute numbers are below the full demo's — the comparison is what counts. Measured on the 2-core dev machine
-# while other jobs shared it: ~25 s a training step and ~1 val round/s of inference (answers + ranking of the 13
-# options, 1,000 rounds), i.e. about 40 minutes a variant; an idle machine is several times faster.
+# Kept short for CPU: ABLATION_STEPS optimizer steps per variant (default 60 instead of the demo's 300), so the
+# absolute numbers are below the full demo's — the comparison is what counts. Measured on the idle 2-core dev VM:
+# all six variants in 38 minutes (~1.5 s a training step without reminders, ~3.2 s with them; 1.5-3 min of
+# inference a variant). Results: docs/FINETUNE.md.
 # Every stage resumes: rerunning after an interruption continues the unfinished variant and skips finished ones.
-#   ABLATION_STEPS=150 make ablation                       # the demo's full training length
+#   ABLATION_STEPS=300 make ablation                       # the demo's full training length
 #   VARIANTS="none full relevance" make ablation           # a subset (the first one is the baseline)
 #   ABLATION_INFER_ARGS="score_options=false" make ablation  # answers only: no R@k/MRR/NDCG, much faster
 set -euo pipefail
