@@ -33,7 +33,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from services.train.config import LLMSettings  # noqa: E402
 from services.train.llm import assemble, load_llm  # noqa: E402
-from services.train.scoring import encode_prefix, score_options  # noqa: E402
+from services.train.scoring import encode_prefix, score_options, score_options_full  # noqa: E402
 
 SMOLLM = ROOT / "checkpoints" / "smollm2-135m-instruct"
 
@@ -49,27 +49,10 @@ def smollm(tmp: Path):
     return load_llm(LLMSettings(path=str(tmp / "smollm-shape"), dtype="float32"), torch.device("cpu"))
 
 
-@torch.no_grad()
 def full_scores(llm, embeds, mask, options) -> list[list[float]]:
     """Baseline: per round, every option's full sequence [prefix ; option] in one right-padded batch."""
-    embed = llm.get_input_embeddings()
-    out = []
-    for row in range(embeds.shape[0]):
-        real = embeds[row, mask[row].bool()]
-        width = real.shape[0] + max(len(o) for o in options[row])
-        seqs = torch.zeros(len(options[row]), width, real.shape[1])
-        att = torch.zeros(len(options[row]), width, dtype=torch.long)
-        for k, ids in enumerate(options[row]):
-            n = real.shape[0] + len(ids)
-            seqs[k, :n] = torch.cat([real, embed(torch.tensor(ids))])
-            att[k, :n] = 1
-        logp = llm(inputs_embeds=seqs, attention_mask=att).logits.float().log_softmax(-1)
-        scores = []
-        for k, ids in enumerate(options[row]):
-            pos = torch.arange(real.shape[0] - 1, real.shape[0] - 1 + len(ids))
-            scores.append(float(logp[k, pos, torch.tensor(ids)].sum()))
-        out.append(scores)
-    return out
+    return [score_options_full(llm, embeds[row: row + 1], mask[row: row + 1], options[row])
+            for row in range(embeds.shape[0])]
 
 
 EASY_VQA_ANSWERS = ("circle", "green", "red", "gray", "yes", "teal", "black", "rectangle", "yellow", "triangle",

@@ -205,3 +205,11 @@ def split_cli(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
         else:
             words.append(arg)
     return config, overrides, words
+
+
+def config_from_cli(cls: type[T], argv: list[str], verb: str) -> T:
+    """The job config of `python -m services.<env> <verb> --config X a.b=1`; stray words are an error."""
+    path, overrides, words = split_cli(argv)
+    if words:
+        raise SystemExit(f"{verb}: unexpected arguments {words}")
+    return load_config(cls, path, overrides)

@@ -178,7 +178,8 @@ class MemoryStore:
         """The unit-length query vector and the embedding matrices `relevance_on` compares it with (checked)."""
         on = self.config.relevance_on
         if self.q_emb is None and self.a_emb is None:
-            raise ValueError("query_embedding given but the store has no embeddings; pass None for the lexical relevance")
+            raise ValueError("query_embedding given but the store has no embeddings; "
+                             "pass None for the lexical relevance")
         qv = np.asarray(query_embedding, dtype=np.float32).reshape(-1)
         qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
         mats = [m for m, use in ((self.q_emb, on != "answer"), (self.a_emb, on != "question")) if m is not None and use]
@@ -234,8 +235,9 @@ class MemoryStore:
                  candidates: np.ndarray | None = None, current_picture: int | None = None,
                  update: bool | None = None) -> list[Retrieved]:
         """Top-k memories, best first (ties: older first). Counts the access unless `update` is False."""
-        if self._prefilter_applies(k, query_embedding, candidates):
-            scores = self._prefiltered_scores(query, now, query_embedding, current_picture)
+        target = self._prefilter_target(k, query_embedding, candidates)
+        if target is not None:
+            scores = self._prefiltered_scores(query, now, *target, current_picture)
         else:
             scores = self.score(query, now, query_embedding, candidates, current_picture)
         best = top_k_indices(scores.total, k)
@@ -252,23 +254,25 @@ class MemoryStore:
             for pos, (j, i) in enumerate(zip(best, chosen, strict=True))
         ]
 
-    def _prefilter_applies(self, k: int, query_embedding: np.ndarray | None, candidates: np.ndarray | None) -> bool:
-        """Only for a large store scored against one embedding matrix (not the max over question and answer)."""
+    def _prefilter_target(self, k: int, query_embedding: np.ndarray | None, candidates: np.ndarray | None
+                          ) -> tuple[np.ndarray, Growable] | None:
+        """(unit query, the one embedding matrix) when the prefilter applies: a large store scored against a single
+        matrix (not the max over question and answer); None otherwise."""
         cfg = self.config
         if not cfg.prefilter_dims or query_embedding is None or candidates is not None or not cfg.weights.relevance:
-            return False
+            return None
         if len(self) <= max(cfg.prefilter_shortlist, k):
-            return False
-        return len(self._embedding_query(query_embedding)[1]) == 1
+            return None
+        qv, mats = self._embedding_query(query_embedding)
+        return (qv, mats[0]) if len(mats) == 1 else None
 
-    def _prefiltered_scores(self, query: str, now: float, query_embedding: np.ndarray,
+    def _prefiltered_scores(self, query: str, now: float, qv: np.ndarray, matrix: Growable,
                             current_picture: int | None) -> Scores:
         """Every total with the estimated relevance, then the best `prefilter_shortlist` rescored exactly.
 
         Normalisation keeps the first stage's relevance range (over all memories), so a shortlisted total is the
         exact relevance put on that scale; memories outside the shortlist are never rescored (docs/RETRIEVAL.md).
         """
-        qv, (matrix,) = self._embedding_query(query_embedding)
         if self._prefilter is None or self._prefilter.dims != self.config.prefilter_dims:
             self._prefilter = Prefilter(self.config.prefilter_dims)
         self._prefilter.sync(matrix.view())

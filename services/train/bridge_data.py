@@ -53,7 +53,7 @@ class DialogData:
             raise ShardError(f"{settings.embeddings}: no round_image tensor, but dialog of image {multi.image_id} in "
                              f"{settings.dialogs} shows several images; re-extract with per-round images")
         self.image_dim, self.text_dim = self.shards.dims["image"], self.shards.dims["text"]
-        self.pictures = [np.array([d.image_ids().index(r.image_id) + 1 for r in d.rounds]) for d in self.dialogs]
+        self.pictures = [_picture_numbers(d) for d in self.dialogs]
 
     def samples(self, rounds: str = "answered", repeat_memory: int = 1) -> list[tuple[int, int]]:
         """(dialog index, 1-based round) pairs: "answered" (training), "all" or "last" (inference); rounds of kind
@@ -90,6 +90,12 @@ class DialogData:
             text[b, cols] = question[b, turns - 1]
             image[b, cols] = source[b, turns - 1] if self.per_round_images else source[b]
         return tuple(torch.from_numpy(a) for a in (image, text, turn, picture))
+
+
+def _picture_numbers(dialog: Dialog) -> np.ndarray:
+    """1-based picture shown at each round, numbered in order of first appearance."""
+    number = {image_id: n for n, image_id in enumerate(dialog.image_ids(), 1)}
+    return np.array([number[r.image_id] for r in dialog.rounds])
 
 
 class PromptBuilder:

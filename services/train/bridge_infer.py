@@ -7,7 +7,6 @@ shared.predictions.PredictionWriter, so an interrupted run resumes where it stop
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -16,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.config import load_config, save_config, split_cli, to_dict
+from shared.config import config_from_cli, load_config, save_config, to_dict
 from shared.predictions import PredictionWriter, scores_to_ranks
 from shared.reminder import strip_blocks
 from shared.runlog import Progress, setup_logging
 
 from services.train import train_state
 from services.train.bridge_data import DialogData, PromptBuilder, check_paths, make_batch
-from services.train.bridge_runtime import build, load_saved_weights, pick_device
+from services.train.bridge_runtime import autocast, build, embedded_turns, load_saved_weights, pick_device
 from services.train.config import BridgeTrainConfig, InferConfig
 from services.train.llm import assemble
 from services.train.scoring import encode_prefix, greedy, score_options
@@ -38,7 +37,7 @@ def load_trained(cfg: InferConfig) -> tuple[Path, BridgeTrainConfig, dict]:
     if folder is None:
         raise FileNotFoundError(f"{run_dir}: no trained bridge (latest.json missing); run `make train-bridge` first "
                                 "or set checkpoint=<step folder>")
-    state = json.loads((folder / "state.json").read_text())
+    state = train_state.read_state(folder)
     train_cfg = load_config(BridgeTrainConfig, run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() \
         else None
     # `resume` may differ: a resumed run rewrites config.yaml before its first new checkpoint
@@ -86,13 +85,12 @@ def infer(cfg: InferConfig) -> Path:
     identity = json.dumps({"infer": settings, "trained": state["config_hash"], "step": state["step"]},
                           sort_keys=True)
     run_hash = hashlib.sha256(identity.encode()).hexdigest()[:12]
-    steps = 1 if train_cfg.model.memory_bank_length == 0 else None
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    steps = embedded_turns(train_cfg.model)
     with PredictionWriter(out, run_hash, resume=cfg.resume) as writer:
         done = writer.done_keys()
         todo = [(d, r) for d, r in data.samples(cfg.rounds) if (data.dialogs[d].image_id, r) not in done]
         log.info("%s: %d rounds to predict (%d already done), checkpoint %s", out, len(todo), len(done), folder)
-        with Progress(len(todo), "infer") as progress, torch.no_grad(), autocast:
+        with Progress(len(todo), "infer") as progress, torch.no_grad(), autocast(device):
             for start in range(0, len(todo), cfg.batch_size):
                 chunk = todo[start: start + cfg.batch_size]
                 writer.write(predict(bridge, llm, tokenizer, builder, options, data, chunk, steps, cfg, device))
@@ -128,8 +126,5 @@ def predict(bridge, llm, tokenizer, builder: PromptBuilder, options: OptionToken
 
 def main(argv: list[str]) -> int:
     setup_logging()
-    path, overrides, words = split_cli(argv)
-    if words:
-        raise SystemExit(f"infer: unexpected arguments {words}")
-    infer(load_config(InferConfig, path, overrides))
+    infer(config_from_cli(InferConfig, argv, "infer"))
     return 0

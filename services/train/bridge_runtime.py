@@ -1,6 +1,7 @@
 """What training and inference share: device choice, building LLM + bridge, and the saved weight set."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from pathlib import Path
@@ -21,6 +22,16 @@ def pick_device(choice: str) -> torch.device:
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, nothing on CPU (training and inference run the model the same way)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def embedded_turns(model_cfg: BridgeModelSettings) -> int | None:
+    """Turns per sample to embed: memory off sees only the open turn (1); None = every turn up to it."""
+    return 1 if model_cfg.memory_bank_length == 0 else None
 
 
 def seed_everything(seed: int) -> None:

@@ -7,8 +7,6 @@ Under `torchrun --nproc_per_node N` each process takes its slice of every global
 """
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import time
@@ -17,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.config import config_hash, load_config, save_config, split_cli, to_dict
+from shared.config import config_from_cli, config_hash, save_config, to_dict
 from shared.runlog import MetricsLogger, plot_metrics, setup_logging
 
 from services.train import distributed, train_state
 from services.train.bridge_data import DialogData, PromptBuilder, check_paths, make_batch
-from services.train.bridge_runtime import (build, load_saved_weights, pick_device, saved_weights, seed_everything,
-                                          trainable_parameters)
+from services.train.bridge_runtime import (autocast, build, embedded_turns, load_saved_weights, pick_device,
+                                          saved_weights, seed_everything, trainable_parameters)
 from services.train.config import BridgeTrainConfig
 from services.train.llm import answer_loss
 
@@ -83,8 +81,9 @@ def _resume(cfg: BridgeTrainConfig, run_dir: Path, world, bridge, llm, optimizer
     if not cfg.resume:
         raise FileExistsError(f"{run_dir} already holds checkpoints; set resume=true to continue that run, or choose "
                               "another run name (or delete the folder) to start over")
-    _same_run(json.loads((latest / "state.json").read_text())["config"], cfg, latest)  # before loading anything
-    state = train_state.restore(latest, optimizer, scheduler, world.rank)
+    state = train_state.read_state(latest)
+    _same_run(state["config"], cfg, latest)  # before loading anything
+    train_state.restore(latest, state, optimizer, scheduler, world.rank)
     load_saved_weights(bridge, llm, train_state.load_weights(latest), latest)
     sampler.restore(state["position"])
     log.info("resumed %s at step %d", latest, state["step"])
@@ -114,7 +113,7 @@ def train(cfg: BridgeTrainConfig) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(opt))
     sampler = Sampler(len(samples), global_micro, cfg.seed)
     builder = PromptBuilder(cfg.prompt, tokenizer)
-    steps = 1 if cfg.model.memory_bank_length == 0 else None  # memory off: only the open turn is embedded
+    steps = embedded_turns(cfg.model)
 
     step = _resume(cfg, run_dir, world, bridge, llm, optimizer, scheduler, sampler)
     if world.is_main:
@@ -124,7 +123,6 @@ def train(cfg: BridgeTrainConfig) -> Path:
     extra = {"config": to_dict(cfg), "config_hash": config_hash(cfg), "encoder_id": data.shards.encoder_id,
              "dims": {"image": data.image_dim, "text": data.text_dim}, "world_size": world.size,
              "qformer": bridge.qformer_report}
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext())
     bridge.train()
     started, seen_tokens = time.monotonic(), 0
     while step < opt.max_steps:
@@ -133,7 +131,7 @@ def train(cfg: BridgeTrainConfig) -> Path:
         for _ in range(accumulation):
             chosen = sampler.next()[world.rank * opt.micro_batch_size: (world.rank + 1) * opt.micro_batch_size]
             batch = make_batch(data, builder, [samples[i] for i in chosen], steps, with_answers=True)
-            with autocast:
+            with autocast(device):
                 soft = bridge(batch.image.to(device), batch.question.to(device), batch.turn.to(device),
                               batch.picture.to(device))
                 losses = answer_loss(llm, soft, builder.bos, batch.prompts, batch.answers, tokenizer.pad_token_id)
@@ -169,8 +167,5 @@ def train(cfg: BridgeTrainConfig) -> Path:
 
 def main(argv: list[str]) -> int:
     setup_logging()
-    path, overrides, words = split_cli(argv)
-    if words:
-        raise SystemExit(f"bridge: unexpected arguments {words}")
-    train(load_config(BridgeTrainConfig, path, overrides))
+    train(config_from_cli(BridgeTrainConfig, argv, "bridge"))
     return 0

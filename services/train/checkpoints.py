@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from shared.config import load_config, save_config, split_cli
-from shared.safetensors_io import sha256_file
+from shared.config import config_from_cli, save_config
+from shared.safetensors_io import atomic_write_text, sha256_file
 
 from services.train.config import PrepareCheckpointsConfig
 
@@ -74,17 +74,12 @@ def convert_gguf(gguf_path: Path, out_dir: Path, eos_token: str | None, cfg: obj
     if out_dir.exists():
         shutil.rmtree(out_dir)  # an earlier conversion without its marker is incomplete
     os.replace(tmp, out_dir)
-    marker_tmp = out_dir / (DONE + ".tmp")
-    marker_tmp.write_text(json.dumps(marker, indent=2))
-    os.replace(marker_tmp, out_dir / DONE)
+    atomic_write_text(out_dir / DONE, json.dumps(marker, indent=2))
     return marker
 
 
 def main(argv: list[str]) -> int:
-    path, overrides, words = split_cli(argv)
-    if words:
-        raise SystemExit(f"prepare-checkpoints: unexpected arguments {words}")
-    cfg = load_config(PrepareCheckpointsConfig, path, overrides)
+    cfg = config_from_cli(PrepareCheckpointsConfig, argv, "prepare-checkpoints")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     for item in cfg.models:
         out_dir = Path(item.out)

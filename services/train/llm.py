@@ -53,10 +53,6 @@ def decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return base.get_decoder(), base.get_output_embeddings()
 
 
-def lora_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p for name, p in model.named_parameters() if p.requires_grad}
-
-
 def assemble(soft: torch.Tensor, bos: list[int], texts: list[list[int]], embed: nn.Module, pad_id: int,
              left_pad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Input embeddings [bos ; soft tokens ; text] per row, padded to one length.

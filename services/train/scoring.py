@@ -120,15 +120,20 @@ def greedy(llm, prefix: Prefix, max_new_tokens: int, eos_id: int) -> list[list[i
 
 @torch.no_grad()
 def score_options_full(llm, embeds: torch.Tensor, mask: torch.Tensor, options: list[list[int]]) -> list[float]:
-    """Reference: one full forward of [prefix ; option] per option for a single round (no cache reuse)."""
-    decoder, head = decoder_and_head(llm)
+    """Reference without cache reuse, for one round: every option's full sequence [prefix ; option] in one
+    right-padded batch (the tests' ground truth and bench/train.py's baseline)."""
     embed = llm.get_input_embeddings()
     real = embeds[0, mask[0].bool()]
+    width = real.shape[0] + max(len(o) for o in options)
+    seqs = real.new_zeros(len(options), width, real.shape[1])
+    attention = torch.zeros(len(options), width, dtype=torch.long, device=embeds.device)
+    for k, ids in enumerate(options):
+        n = real.shape[0] + len(ids)
+        seqs[k, :n] = torch.cat([real, embed(torch.tensor(ids, device=embeds.device)).to(real.dtype)])
+        attention[k, :n] = 1
+    logprobs = llm(inputs_embeds=seqs, attention_mask=attention).logits.float().log_softmax(-1)
     scores = []
-    for tokens in options:
-        ids = torch.tensor(tokens, device=embeds.device)
-        seq = torch.cat([real, embed(ids).to(real.dtype)])[None]
-        hidden = decoder(inputs_embeds=seq, use_cache=False)[0]
-        logprobs = head(hidden[0, real.shape[0] - 1: -1]).float().log_softmax(-1)
-        scores.append(float(logprobs.gather(-1, ids[:, None]).sum()))
+    for k, ids in enumerate(options):
+        positions = torch.arange(real.shape[0] - 1, real.shape[0] - 1 + len(ids), device=embeds.device)
+        scores.append(float(logprobs[k, positions, torch.tensor(ids, device=embeds.device)].sum()))
     return scores

@@ -7,7 +7,6 @@ tests/gpu and `bench/train.py --gpu`.
 """
 from __future__ import annotations
 
-import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 
 from shared.config import load_config
 
-from services.train.bridge_runtime import build, trainable_parameters
+from services.train.bridge_runtime import autocast, build, trainable_parameters
 from services.train.config import BridgeTrainConfig
 from services.train.llm import answer_loss
 
@@ -71,13 +70,12 @@ def real_size_steps(config_path: str, steps: int = 3, micro_batch: int = 8, dims
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
     timings, loss = [], None
     for step in range(steps + 1):
         sync()
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with autocast:
+        with autocast(device):
             soft = bridge(image.to(device), question.to(device), turn.to(device), picture.to(device))
             loss = answer_loss(llm, soft, bos, prompts, answers, tokenizer.pad_token_id).mean()
         loss.backward()

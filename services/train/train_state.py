@@ -112,9 +112,13 @@ def load_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def restore(folder: Path, optimizer: torch.optim.Optimizer, scheduler, rank: int = 0) -> dict:
-    """Load optimizer, scheduler and this rank's RNG state; return state.json (step, data position, ...)."""
-    state = json.loads((folder / "state.json").read_text())
+def read_state(folder: Path) -> dict:
+    """A step folder's state.json: step, data position, optimizer/scheduler/RNG metadata, config, dims, ..."""
+    return json.loads((folder / "state.json").read_text())
+
+
+def restore(folder: Path, state: dict, optimizer: torch.optim.Optimizer, scheduler, rank: int = 0) -> None:
+    """Load optimizer, scheduler and this rank's RNG state of `folder` (whose `read_state` is `state`)."""
     tensors = load_file(str(folder / "optimizer.safetensors"))
     _load_optimizer(optimizer, {k[4:]: v for k, v in tensors.items() if k.startswith("opt.")}, state["optimizer"])
     scheduler.load_state_dict({**scheduler.state_dict(), **state["scheduler"]})
@@ -122,7 +126,6 @@ def restore(folder: Path, optimizer: torch.optim.Optimizer, scheduler, rank: int
         raise ValueError(f"{folder}: saved by {len(state['rng'])} processes; resume it with the same number")
     prefix = f"rng{rank}."
     set_rng_state({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, state["rng"][rank])
-    return state
 
 
 def changed_settings(saved: dict, cfg) -> list[str]:
