@@ -2,7 +2,8 @@
 
 Every runnable job declares its settings as (nested) dataclasses. `load_config` reads the YAML, applies the
 overrides, checks every key and type, and returns the dataclass; `save_config` writes the resolved config beside
-an output so the run can be reproduced or resumed. Unknown keys are errors that list the valid ones.
+an output so the run can be reproduced or resumed. Unknown keys are errors that list the valid ones (except keys
+a class lists in `retired_keys`: removed settings, dropped so configs saved with them still load).
 """
 from __future__ import annotations
 
@@ -89,6 +90,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 def _build(cls: type[T], data: dict, where: str = "") -> T:
     fields = _field_types(cls)
+    data = {k: v for k, v in data.items() if k not in getattr(cls, "retired_keys", ())}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""

@@ -1,23 +1,38 @@
 """A store of past dialogue turns scored by recency, frequency, saliency and relevance (see docs/RETRIEVAL.md).
 
 Structure of arrays: every per-memory quantity is one numpy array, so scoring a million memories is a handful of
-vectorised passes plus one float32 matrix-vector product. Usage:
+vectorised passes plus one matrix-vector product (int8 with an exact float32 rescoring of the doubtful rows for
+stores of `int8_screen_from` memories or more, float32 below). Usage:
 
     store = MemoryStore(MemoryConfig()); store.add("what color?", "red", turn=1); store.retrieve("color?", 3, now=2)
 """
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from shared.memory_arrays import Growable, WordIndex, top_k_indices, value_range
+from shared import memory_screen
+from shared.memory_arrays import Growable, WordIndex, dot_rows, top_k_indices, value_range
 from shared.memory_config import Memory, MemoryConfig, Retrieved, Scores, ScoreWeights
-from shared.memory_prefilter import Prefilter
 from shared.memory_text import IdfTable, picture_refs, question_type
 
 COMPONENTS = ("recency", "frequency", "saliency", "relevance")
+log = logging.getLogger(__name__)
 __all__ = ["COMPONENTS", "Memory", "MemoryConfig", "MemoryStore", "Retrieved", "Scores", "ScoreWeights"]
+
+
+def _add_term(scores: Scores, name: str, weight: float, raw: np.ndarray, lo_span: tuple[float, float]) -> None:
+    """Add weight * min-max(raw) to the total as weight / span * (raw - lo), without keeping the normalised copy
+    (`Scores.component` makes it on demand); a span of 0 (all equal) adds nothing."""
+    lo, span = lo_span
+    scores.raw[name], scores.ranges[name] = raw, (lo, span)
+    if span:
+        term = np.subtract(raw, np.float32(lo), dtype=np.float32)
+        term *= np.float32(weight / span)
+        scores.total += term
 
 
 class MemoryStore:
@@ -40,7 +55,8 @@ class MemoryStore:
         self.words = WordIndex()
         self.pictures: dict[int, int] = {}
         self._saliency_cache: np.ndarray | None = None
-        self._prefilter: Prefilter | None = None
+        self._screens: dict[str, memory_screen.Int8Screen] = {}  # per embedding matrix, see retrieve()
+        self._screen_broken = False
 
     def __len__(self) -> int:
         return len(self.questions)
@@ -135,7 +151,11 @@ class MemoryStore:
 
     # --- components (raw, before normalisation) -------------------------------------------------------------
     def recency(self, now: float, idx: np.ndarray | slice) -> np.ndarray:
-        """0.5 ** (age / half_life); age from last access or creation; recalls stretch the half-life if configured."""
+        """0.5 ** (age / half_life); age from last access or creation; recalls stretch the half-life if configured.
+
+        Ages beyond 64 half-lives count as 64: older values would reach float32 subnormals (below 2 ** -126), in
+        exp2 or once weighted, ~20x slower per element on x86, for values min-max scaling maps to 0 anyway.
+        """
         since = (self.last_access if self.config.recency_from == "last_access" else self.created).view()[idx]
         # float64 clock (epoch seconds), float32 from here on for speed; one pass, no float64 temporary
         age = np.subtract(np.float64(now), since, out=np.empty(len(since), np.float32), casting="same_kind")
@@ -145,6 +165,7 @@ class MemoryStore:
                                                         * self.access_count.view()[idx])
         else:
             age *= np.float32(1.0 / self.config.half_life)
+        np.minimum(age, np.float32(64), out=age)
         return np.exp2(np.negative(age, out=age), out=age)
 
     def frequency(self, idx: np.ndarray | slice) -> np.ndarray:
@@ -168,13 +189,13 @@ class MemoryStore:
         query embedding, IDF-weighted overlap of content words. Plus `picture_bonus` for a named picture."""
         if query_embedding is not None:
             qv, mats = self._embedding_query(query_embedding)
-            sims = [m.view()[idx] @ qv for m in mats]
+            sims = [dot_rows(m.view()[idx], qv) for m in mats.values()]
             rel = sims[0] if len(sims) == 1 else np.maximum(*sims)
         else:
             rel = self.words.overlap(query, self.config.relevance_on, self.idf_table)[idx]
         return self._with_picture_bonus(rel, query, idx, current_picture).astype(np.float32, copy=False)
 
-    def _embedding_query(self, query_embedding: np.ndarray) -> tuple[np.ndarray, list[Growable]]:
+    def _embedding_query(self, query_embedding: np.ndarray) -> tuple[np.ndarray, dict[str, Growable]]:
         """The unit-length query vector and the embedding matrices `relevance_on` compares it with (checked)."""
         on = self.config.relevance_on
         if self.q_emb is None and self.a_emb is None:
@@ -182,11 +203,13 @@ class MemoryStore:
                              "pass None for the lexical relevance")
         qv = np.asarray(query_embedding, dtype=np.float32).reshape(-1)
         qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
-        mats = [m for m, use in ((self.q_emb, on != "answer"), (self.a_emb, on != "question")) if m is not None and use]
+        mats = {role: m for role, m, use in (("question", self.q_emb, on != "answer"),
+                                             ("answer", self.a_emb, on != "question")) if m is not None and use}
         if not mats:
             raise ValueError(f"relevance_on={on!r} but the store has no {on} embeddings; add them or change it")
-        if qv.shape[0] != mats[0].width:
-            raise ValueError(f"query embedding is {qv.shape[0]}-d, the store's are {mats[0].width}-d; "
+        width = next(iter(mats.values())).width
+        if qv.shape[0] != width:
+            raise ValueError(f"query embedding is {qv.shape[0]}-d, the store's are {width}-d; "
                              "embed queries and memories with the same encoder")
         return qv, mats
 
@@ -198,47 +221,39 @@ class MemoryStore:
 
     # --- scoring and retrieval ------------------------------------------------------------------------------
     def score(self, query: str, now: float, query_embedding: np.ndarray | None = None,
-              candidates: np.ndarray | None = None, current_picture: int | None = None,
-              relevance: np.ndarray | None = None) -> Scores:
-        """Total = sum of weight * min-max(component) over `candidates` (default: every memory). `relevance`: raw
-        relevance per candidate computed elsewhere (the prefilter's estimate) instead of from the embeddings.
+              candidates: np.ndarray | None = None, current_picture: int | None = None) -> Scores:
+        """Total = sum of weight * min-max(component) over `candidates` (default: every memory).
 
-        Computed as sum(weight / span * raw) + constant, which is the same number without materialising each
-        normalised component (`Scores.component` does that on demand). Relevance comes last: BLAS worker threads
-        keep spinning after the matrix-vector product and slow whatever numpy work follows it.
+        Relevance comes last: BLAS worker threads keep spinning after the matrix-vector product and slow whatever
+        numpy work follows it.
         """
         # A slice, not arange: fancy indexing would copy the whole embedding matrix on every query.
         idx = slice(0, len(self)) if candidates is None else np.asarray(candidates, dtype=np.int64)
-        w = self.config.weights
-        total = np.zeros(len(self) if candidates is None else len(idx), dtype=np.float32)
-        scratch = np.empty_like(total)
-        scores = Scores(None if candidates is None else idx, total, {}, {})
-        offset = 0.0
-        for name in COMPONENTS:
-            weight = float(getattr(w, name))
-            if not weight:
-                continue
-            if name == "relevance":
-                raw = self.relevance(query, idx, query_embedding, current_picture) if relevance is None else relevance
-            else:
+        scores = self._static_scores(now, idx)
+        if self.config.weights.relevance:
+            raw = self.relevance(query, idx, query_embedding, current_picture)
+            _add_term(scores, "relevance", self.config.weights.relevance, raw, value_range(raw))
+        return scores
+
+    def _static_scores(self, now: float, idx: np.ndarray | slice) -> Scores:
+        """Scores from the components that do not depend on the query: recency, frequency and saliency."""
+        n = len(self) if isinstance(idx, slice) else len(idx)
+        scores = Scores(None if isinstance(idx, slice) else idx, np.zeros(n, dtype=np.float32), {}, {})
+        for name in COMPONENTS[:3]:
+            weight = float(getattr(self.config.weights, name))
+            if weight:
                 raw = self.recency(now, idx) if name == "recency" else getattr(self, name)(idx)
-            lo, span = value_range(raw)
-            scores.raw[name], scores.ranges[name] = raw, (lo, span)
-            if span:
-                total += np.multiply(raw, np.float32(weight / span), out=scratch)
-                offset -= weight * lo / span
-        if offset:
-            total += np.float32(offset)
+                _add_term(scores, name, weight, raw, value_range(raw))
         return scores
 
     def retrieve(self, query: str, k: int, now: float, query_embedding: np.ndarray | None = None,
                  candidates: np.ndarray | None = None, current_picture: int | None = None,
                  update: bool | None = None) -> list[Retrieved]:
         """Top-k memories, best first (ties: older first). Counts the access unless `update` is False."""
-        target = self._prefilter_target(k, query_embedding, candidates)
-        if target is not None:
-            scores = self._prefiltered_scores(query, now, *target, current_picture)
-        else:
+        scores = None
+        if self._screen_applies(k, query_embedding, candidates):
+            scores = self._screened_scores(query, now, k, query_embedding, current_picture)
+        if scores is None:
             scores = self.score(query, now, query_embedding, candidates, current_picture)
         best = top_k_indices(scores.total, k)
         chosen = best if scores.indices is None else scores.indices[best]
@@ -254,41 +269,67 @@ class MemoryStore:
             for pos, (j, i) in enumerate(zip(best, chosen, strict=True))
         ]
 
-    def _prefilter_target(self, k: int, query_embedding: np.ndarray | None, candidates: np.ndarray | None
-                          ) -> tuple[np.ndarray, Growable] | None:
-        """(unit query, the one embedding matrix) when the prefilter applies: a large store scored against a single
-        matrix (not the max over question and answer); None otherwise."""
+    def _screen_applies(self, k: int, query_embedding: np.ndarray | None, candidates: np.ndarray | None) -> bool:
+        """The int8 first pass runs for embedding relevance over a whole store of `int8_screen_from` or more."""
         cfg = self.config
-        if not cfg.prefilter_dims or query_embedding is None or candidates is not None or not cfg.weights.relevance:
-            return None
-        if len(self) <= max(cfg.prefilter_shortlist, k):
-            return None
-        qv, mats = self._embedding_query(query_embedding)
-        return (qv, mats[0]) if len(mats) == 1 else None
+        return (bool(cfg.int8_screen_from) and len(self) >= max(cfg.int8_screen_from, k + 1) and candidates is None
+                and query_embedding is not None and bool(cfg.weights.relevance) and not self._screen_broken
+                and memory_screen.available())
 
-    def _prefiltered_scores(self, query: str, now: float, qv: np.ndarray, matrix: Growable,
-                            current_picture: int | None) -> Scores:
-        """Every total with the estimated relevance, then the best `prefilter_shortlist` rescored exactly.
+    def _screened_scores(self, query: str, now: float, k: int, query_embedding: np.ndarray,
+                         current_picture: int | None) -> Scores | None:
+        """Scores of the memories that can be in the exact top-k: every relevance estimated in int8 (error at most
+        `bound`), then float32 for the rows the bound leaves in doubt (shared/memory_screen.py, docs/RETRIEVAL.md).
 
-        Normalisation keeps the first stage's relevance range (over all memories), so a shortlisted total is the
-        exact relevance put on that scale; memories outside the shortlist are never rescored (docs/RETRIEVAL.md).
+        Rescored: the rows that can hold the minimum or maximum relevance (the normalisation needs both exactly),
+        and each row whose estimated total is within 2 * bound (in total units) of the k-th best estimate, which
+        includes every memory of the exact top-k. None if a rescored row breaks the bound (the caller goes float32).
         """
-        if self._prefilter is None or self._prefilter.dims != self.config.prefilter_dims:
-            self._prefilter = Prefilter(self.config.prefilter_dims)
-        self._prefilter.sync(matrix.view())
+        static = self._static_scores(now, slice(0, len(self)))  # before the product: its threads spin after it
+        estimate, bound = self._screen_estimate(query, query_embedding, current_picture)
+        exact = functools.partial(self.relevance, query, query_embedding=query_embedding,
+                                  current_picture=current_picture)
+        # The row of the lowest estimate has a relevance r the minimum is at most, so only rows estimated within
+        # `bound` of r can hold the minimum; the same for the maximum.
+        end_rows = np.array([np.argmin(estimate), np.argmax(estimate)])
+        ends = exact(end_rows)
+        lowest, highest = np.flatnonzero(estimate <= ends[0] + bound), np.flatnonzero(estimate >= ends[1] - bound)
+        lo_rel, hi_rel = exact(lowest), exact(highest)
+        lo_span = value_range(np.array([np.min(lo_rel, initial=ends[0]), np.max(hi_rel, initial=ends[1])]))
+        rough = Scores(None, static.total.copy(), dict(static.raw), dict(static.ranges))
+        _add_term(rough, "relevance", self.config.weights.relevance, estimate, lo_span)
+        margin = 2 * bound * self.config.weights.relevance / lo_span[1] if lo_span[1] else 0.0
+        n = len(rough.total)
+        shortlist = np.flatnonzero(rough.total >= np.partition(rough.total, n - k)[n - k] - np.float32(margin))
+        short_rel = exact(shortlist)
+        worst = float(np.abs(estimate[np.concatenate([end_rows, lowest, highest, shortlist])]
+                             - np.concatenate([ends, lo_rel, hi_rel, short_rel])).max())
+        if worst > bound:
+            self._screen_broken = True
+            log.warning("int8 screen: an estimate is off by %.3g, beyond its bound %.3g: this torch build's quantised "
+                        "kernel is not the one shared/memory_screen.py assumes. Scoring in float32 from now on "
+                        "(int8_screen_from: 0 skips the screen).", worst, bound)
+            return None
+        # The same arithmetic as score(), so a shortlisted total equals the float32 path's bit for bit.
+        scores = Scores(shortlist, static.total[shortlist], {name: v[shortlist] for name, v in static.raw.items()},
+                        dict(static.ranges))
+        _add_term(scores, "relevance", self.config.weights.relevance, short_rel, lo_span)
+        return scores
+
+    def _screen_estimate(self, query: str, query_embedding: np.ndarray, current_picture: int | None
+                         ) -> tuple[np.ndarray, float]:
+        """Every memory's relevance from the int8 screens (the max over question and answer with `both`), with the
+        picture bonus, and the bound on its error."""
+        qv, mats = self._embedding_query(query_embedding)
+        estimate, bound = None, 0.0
+        for role, matrix in mats.items():
+            screen = self._screens.setdefault(role, memory_screen.Int8Screen())
+            screen.sync(matrix.view())
+            part, error = screen.relevance(qv, matrix.view())
+            estimate = part if estimate is None else np.maximum(estimate, part, out=estimate)
+            bound = max(bound, error)
         every = slice(0, len(self))
-        estimate = self._with_picture_bonus(self._prefilter.estimate(qv), query, every, current_picture)
-        rough = self.score(query, now, candidates=None, current_picture=current_picture,
-                           relevance=estimate.astype(np.float32, copy=False))
-        shortlist = np.sort(top_k_indices(rough.total, self.config.prefilter_shortlist))
-        exact = self._with_picture_bonus(matrix.view()[shortlist] @ qv, query, shortlist, current_picture)
-        raw = {name: values[shortlist] for name, values in rough.raw.items()}
-        raw["relevance"] = exact.astype(np.float32, copy=False)
-        _, span = rough.ranges["relevance"]
-        total = rough.total[shortlist]
-        if span:
-            total = total + np.float32(self.config.weights.relevance / span) * (raw["relevance"] - estimate[shortlist])
-        return Scores(shortlist, total.astype(np.float32, copy=False), raw, rough.ranges)
+        return self._with_picture_bonus(estimate, query, every, current_picture).astype(np.float32, copy=False), bound
 
     def note_references(self, question: str, current_picture: int | None = None) -> np.ndarray:
         """Count `question` as a reference to memories whose answer content words or picture it names."""

@@ -1,4 +1,5 @@
-"""Array building blocks of `shared.memory`: growable columns, an inverted word index, min-max, exact top-k."""
+"""Array building blocks of `shared.memory`: growable columns, an inverted word index, row products, min-max,
+exact top-k."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -128,6 +129,12 @@ class WordIndex:
             mask = np.isin(self.word.view(), ids) & ((self.role.view() & ANSWER) > 0)
             hit[self.memory.view()[mask]] = True
         return hit
+
+
+def dot_rows(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
+    """rows @ vector. Up to 65,536 rows without BLAS: its worker threads keep spinning after a call and take a core
+    from the next product's threads (torch's int8 kernel in shared/memory_screen.py ran 3x slower after one)."""
+    return np.einsum("ij,j->i", rows, vector) if len(rows) < 65_536 else rows @ vector
 
 
 def value_range(values: np.ndarray) -> tuple[float, float]:

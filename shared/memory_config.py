@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,11 +39,12 @@ class MemoryConfig:
         default_factory=lambda: {"attribute": 1.0, "other": 0.6, "yes_no": 0.3}
     )  # saliency prior by question type: an attribute answer carries more than a yes/no
     llm_saliency_weight: float = 0.0  # share of the optional LLM rating in saliency (0 = text-only)
-    # Approximate first stage for stores of millions (0 = off: every memory's relevance is exact). retrieve()
-    # estimates relevance from the embeddings' top `prefilter_dims` principal axes, rescores the best
-    # `prefilter_shortlist` totals exactly and takes the top k among them (shared/memory_prefilter.py).
-    prefilter_dims: int = 0
-    prefilter_shortlist: int = 20_000
+    # Stores of at least this many memories (0 = never) score relevance first with int8 copies of the embeddings
+    # (torch's quantised kernel, a quarter of the bytes) and rescore exactly every memory whose error bound could
+    # change the answer: the top-k is the float32 one, faster (shared/memory_screen.py, docs/RETRIEVAL.md).
+    int8_screen_from: int = 250_000
+    # Keys of earlier versions, accepted and ignored so configs saved with them still load (shared.config).
+    retired_keys: ClassVar[frozenset[str]] = frozenset({"prefilter_dims", "prefilter_shortlist"})
 
 
 @dataclass

@@ -99,6 +99,16 @@ def test_unknown_keys_list_the_valid_ones(tmp_path):
         load_config(Job, None, ["optim.rate=0.1"])
 
 
+def test_retired_keys_of_saved_configs_load_and_only_those(tmp_path):
+    """A config saved before a key was removed (MemoryConfig's prefilter_*) still loads; other unknown keys fail."""
+    from shared.memory_config import MemoryConfig
+
+    saved = write(tmp_path, "prefilter_dims: 96\nprefilter_shortlist: 20000\nhalf_life: 2.0\n")
+    assert load_config(MemoryConfig, saved).half_life == 2.0
+    with pytest.raises(ConfigError, match="unknown key prefilter_dimz"):
+        load_config(MemoryConfig, write(tmp_path, "prefilter_dimz: 96\n"))
+
+
 def test_file_problems_are_clear(tmp_path):
     with pytest.raises(ConfigError, match="does not exist; the shipped ones are under configs/"):
         load_config(Job, tmp_path / "absent.yaml")

@@ -30,6 +30,15 @@ def test_newer_memories_score_higher_recency_and_half_life_sets_the_decay():
     assert [m.turn for m in store.retrieve("anything", 3, now=6)] == [5, 3, 1]
 
 
+def test_very_old_memories_stay_clear_of_float32_subnormals():
+    """Ages past 64 half-lives count as 64 (subnormals are ~20x slower on x86); the order of recent ones stands."""
+    store = _store("recency", half_life=1.0)
+    store.add_batch(["q?"] * 4, ["a"] * 4, [1, 500, 990, 999])
+    raw = store.recency(1000, slice(0, 4))
+    assert raw.tolist() == [2.0 ** -64, 2.0 ** -64, 2.0 ** -10, 0.5]
+    assert [m.turn for m in store.retrieve("q", 2, now=1000)] == [999, 990]
+
+
 def test_recency_counts_from_last_access_and_recalls_stretch_the_half_life():
     store = _store("recency", half_life=1.0, recall_strength=1.0)
     store.add("old?", "red", 1)
