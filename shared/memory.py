@@ -310,7 +310,8 @@ class MemoryStore:
                         "kernel is not the one shared/memory_screen.py assumes. Scoring in float32 from now on "
                         "(int8_screen_from: 0 skips the screen).", worst, bound)
             return None
-        # The same arithmetic as score(), so a shortlisted total equals the float32 path's bit for bit.
+        # The same arithmetic as score(): a shortlisted total is the float32 path's (bit for bit where both products
+        # take the same route in dot_rows; else within the last float32 digit).
         scores = Scores(shortlist, static.total[shortlist], {name: v[shortlist] for name, v in static.raw.items()},
                         dict(static.ranges))
         _add_term(scores, "relevance", self.config.weights.relevance, short_rel, lo_span)
