@@ -202,7 +202,11 @@ class MemoryStore:
             raise ValueError("query_embedding given but the store has no embeddings; "
                              "pass None for the lexical relevance")
         qv = np.asarray(query_embedding, dtype=np.float32).reshape(-1)
-        qv = qv / max(float(np.linalg.norm(qv)), 1e-12)
+        norm = float(np.linalg.norm(qv))
+        if not (np.isfinite(norm) and norm > 0):
+            raise ValueError(f"query embedding is {'zero' if norm == 0 else 'not finite'}; re-embed the question "
+                             "(or pass None for the lexical relevance)")
+        qv = qv / norm
         mats = {role: m for role, m, use in (("question", self.q_emb, on != "answer"),
                                              ("answer", self.a_emb, on != "question")) if m is not None and use}
         if not mats:

@@ -165,6 +165,9 @@ def test_bad_embeddings_are_errors_not_zeros():
     assert len(store) == 1 and len(store.q_emb) == 1  # rejected batches leave nothing behind
     with pytest.raises(ValueError, match="query embedding is 3-d"):
         store.relevance("q", np.arange(1), query_embedding=np.ones(3))
+    for bad, word in ((np.zeros(4), "zero"), (np.array([1.0, np.nan, 0.0, 0.0]), "not finite")):
+        with pytest.raises(ValueError, match=f"query embedding is {word}; re-embed"):
+            store.retrieve("q", 1, now=2, query_embedding=bad)
     answers_only = _store("relevance", relevance_on="answer")
     answers_only.add("q?", "a", 1, question_embedding=np.ones(4))
     with pytest.raises(ValueError, match="no answer embeddings"):
