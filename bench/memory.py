@@ -11,7 +11,8 @@ docs/RETRIEVAL.md between the bench markers. If data/demo is missing it is built
 (2) Speed. 1,000,000 memories x 384-d (random unit vectors, synthetic texts), k=5: the p50 of retrieve with the
 int8 screen (the default for stores this large), against the float32 pass over every memory and the float32 scorer
 followed by a full argsort (the textbook way), in the same process; the share of queries where the screen returns
-the float32 top-k (memory_topk_int8_agreement, 1.0 by construction) and the one-time packing of the int8 copies.
+the float32 top-k (memory_topk_int8_agreement; anything below 1.0 is a bug) and the one-time packing of the int8
+copies.
 """
 from __future__ import annotations
 

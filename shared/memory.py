@@ -8,7 +8,6 @@ stores of `int8_screen_from` memories or more, float32 below). Usage:
 """
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -188,12 +187,16 @@ class MemoryStore:
         """Cosine of the query to the memory's question/answer embeddings (max of the two with `both`); without a
         query embedding, IDF-weighted overlap of content words. Plus `picture_bonus` for a named picture."""
         if query_embedding is not None:
-            qv, mats = self._embedding_query(query_embedding)
-            sims = [dot_rows(m.view()[idx], qv) for m in mats.values()]
-            rel = sims[0] if len(sims) == 1 else np.maximum(*sims)
+            rel = self._cosines(*self._embedding_query(query_embedding), idx)
         else:
             rel = self.words.overlap(query, self.config.relevance_on, self.idf_table)[idx]
-        return self._with_picture_bonus(rel, query, idx, current_picture).astype(np.float32, copy=False)
+        return self._with_picture_bonus(rel, query, idx, current_picture)
+
+    @staticmethod
+    def _cosines(qv: np.ndarray, mats: dict[str, Growable], idx: np.ndarray | slice) -> np.ndarray:
+        """Cosine of the unit query with the rows `idx` of each matrix (the max over question and answer)."""
+        sims = [dot_rows(m.view()[idx], qv) for m in mats.values()]
+        return sims[0] if len(sims) == 1 else np.maximum(*sims)
 
     def _embedding_query(self, query_embedding: np.ndarray) -> tuple[np.ndarray, dict[str, Growable]]:
         """The unit-length query vector and the embedding matrices `relevance_on` compares it with (checked)."""
@@ -218,10 +221,11 @@ class MemoryStore:
         return qv, mats
 
     def _with_picture_bonus(self, rel: np.ndarray, query: str, idx, current_picture: int | None) -> np.ndarray:
+        """`rel` plus `picture_bonus` for memories shown on a picture the query names, as float32."""
         refs = picture_refs(query, current_picture)
         if refs and self.config.picture_bonus:
             rel = rel + self.config.picture_bonus * np.isin(self.picture.view()[idx], list(refs))
-        return rel
+        return rel.astype(np.float32, copy=False)
 
     # --- scoring and retrieval ------------------------------------------------------------------------------
     def score(self, query: str, now: float, query_embedding: np.ndarray | None = None,
@@ -290,9 +294,12 @@ class MemoryStore:
         includes every memory of the exact top-k. None if a rescored row breaks the bound (the caller goes float32).
         """
         static = self._static_scores(now, slice(0, len(self)))  # before the product: its threads spin after it
-        estimate, bound = self._screen_estimate(query, query_embedding, current_picture)
-        exact = functools.partial(self.relevance, query, query_embedding=query_embedding,
-                                  current_picture=current_picture)
+        qv, mats = self._embedding_query(query_embedding)  # checked once; the rescoring below reuses it
+        estimate, bound = self._screen_estimate(query, qv, mats, current_picture)
+
+        def exact(rows: np.ndarray) -> np.ndarray:
+            return self._with_picture_bonus(self._cosines(qv, mats, rows), query, rows, current_picture)
+
         # The row of the lowest estimate has a relevance r the minimum is at most, so only rows estimated within
         # `bound` of r can hold the minimum; the same for the maximum.
         end_rows = np.array([np.argmin(estimate), np.argmax(estimate)])
@@ -300,7 +307,7 @@ class MemoryStore:
         lowest, highest = np.flatnonzero(estimate <= ends[0] + bound), np.flatnonzero(estimate >= ends[1] - bound)
         lo_rel, hi_rel = exact(lowest), exact(highest)
         lo_span = value_range(np.array([np.min(lo_rel, initial=ends[0]), np.max(hi_rel, initial=ends[1])]))
-        rough = Scores(None, static.total.copy(), dict(static.raw), dict(static.ranges))
+        rough = Scores(None, static.total.copy(), {}, {})  # only its total is used
         _add_term(rough, "relevance", self.config.weights.relevance, estimate, lo_span)
         margin = 2 * bound * self.config.weights.relevance / lo_span[1] if lo_span[1] else 0.0
         n = len(rough.total)
@@ -321,11 +328,10 @@ class MemoryStore:
         _add_term(scores, "relevance", self.config.weights.relevance, short_rel, lo_span)
         return scores
 
-    def _screen_estimate(self, query: str, query_embedding: np.ndarray, current_picture: int | None
+    def _screen_estimate(self, query: str, qv: np.ndarray, mats: dict[str, Growable], current_picture: int | None
                          ) -> tuple[np.ndarray, float]:
         """Every memory's relevance from the int8 screens (the max over question and answer with `both`), with the
         picture bonus, and the bound on its error."""
-        qv, mats = self._embedding_query(query_embedding)
         estimate, bound = None, 0.0
         for role, matrix in mats.items():
             screen = self._screens.setdefault(role, memory_screen.Int8Screen())
@@ -333,8 +339,7 @@ class MemoryStore:
             part, error = screen.relevance(qv, matrix.view())
             estimate = part if estimate is None else np.maximum(estimate, part, out=estimate)
             bound = max(bound, error)
-        every = slice(0, len(self))
-        return self._with_picture_bonus(estimate, query, every, current_picture).astype(np.float32, copy=False), bound
+        return self._with_picture_bonus(estimate, query, slice(0, len(self)), current_picture), bound
 
     def note_references(self, question: str, current_picture: int | None = None) -> np.ndarray:
         """Count `question` as a reference to memories whose answer content words or picture it names."""

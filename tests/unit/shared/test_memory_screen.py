@@ -22,8 +22,8 @@ def build(n: int, screened: bool, answers: bool = False, seed: int = 0, **config
     store = MemoryStore(MemoryConfig(int8_screen_from=n // 2 if screened else 0, **config))
     words = ("red", "blue", "green", "circle", "square")
     store.add_batch([f"is it {words[i % 5]}?" for i in range(n)], [words[(i * 3) % 5] for i in range(n)],
-                    rng.integers(1, 500, n), image_ids=rng.integers(0, 4, n), question_embeddings=embeddings(n, seed=seed),
-                    answer_embeddings=embeddings(n, seed=seed + 1) if answers else None)
+                    rng.integers(1, 500, n), image_ids=rng.integers(0, 4, n),
+                    question_embeddings=embeddings(n, seed=seed), answer_embeddings=embeddings(n, seed=seed + 1) if answers else None)
     store.access_count.view()[:] = rng.integers(0, 4, n)
     return store
 
@@ -82,7 +82,8 @@ def test_near_duplicates_whose_int8_order_is_not_the_float32_order():
         store.add_batch(["q?"] * 3000, ["a"] * 3000, np.arange(3000), question_embeddings=rows)
     wrong_ends = 0
     for query in rng.standard_normal((6, 48)).astype(np.float32) + c:
-        estimate, float32 = fast._screen_estimate("q?", query, None)[0], exact.score("q?", 1, query).total
+        estimate = fast._screen_estimate("q?", *fast._embedding_query(query), None)[0]
+        float32 = exact.score("q?", 1, query).total
         wrong_ends += (np.argmin(estimate) != np.argmin(float32)) + (np.argmax(estimate) != np.argmax(float32))
         assert top(fast, query, k=10) == top(exact, query, k=10)
     assert wrong_ends >= 6  # the case is as hard as it says
