@@ -61,7 +61,7 @@ data-visdial: setup-evaluate ## download real VisDial v1.0 + images (resumable, 
 	$(PY_EVAL) data/download.py --out data/visdial
 
 checkpoints-demo: setup-train ## convert the packaged SmolLM2-135M GGUF once to safetensors under checkpoints/
-	$(PY_TRAIN) -m services.train prepare-checkpoints --config configs/train/checkpoints_demo.yaml
+	$(TRAIN) prepare-weights --config configs/train/weights_demo.yaml
 
 extract-demo: setup-extract data-demo ## embed the demo splits with the CPU encoders
 	for split in train val; do $(EXTRACT) --config configs/extract/cpu_default.yaml split=$$split; done
@@ -79,11 +79,11 @@ finetune-infer: ## answers from a fine-tuned Gemma-3 (one image + conversation, 
 	$(TRAIN) finetune-infer --config $(or $(CONFIG),configs/train/finetune_infer_gemma3.yaml) $(ARGS)
 
 finetune-tiny: setup-train ## CPU smoke run of the fine-tuning recipe on a tiny random Gemma-3
-	$(PY_TRAIN) -m services.train.finetune_tiny --out checkpoints/gemma3-tiny-random
+	$(TRAIN) tiny-gemma out=checkpoints/gemma3-tiny-random
 	$(TRAIN) finetune --config configs/train/gemma3_tiny_cpu.yaml $(ARGS)
 
 gen-base gen-reason gen-eval: ## training data / predictions from an LLM (Ollama, OpenAI-compatible, or local hf)
-	$(GENERATE) $(subst -,_,$@) --config configs/generate/$(subst -,_,$@).yaml $(ARGS)
+	$(GENERATE) $@ --config configs/generate/$(subst -,_,$@).yaml $(ARGS)
 
 infer: ## generate answers + rank the candidates with a trained bridge
 	$(TRAIN) infer --config $(or $(CONFIG),configs/train/infer_demo.yaml) $(ARGS)
@@ -109,14 +109,14 @@ compose-config: setup-evaluate ## validate compose.yaml with the real Compose bi
 	.venvs/evaluate/bin/docker-compose -f compose.yaml config --quiet
 	.venvs/evaluate/bin/docker-compose -f compose.yaml --profile cpu config --services
 
-submit-extract: setup-train ## Slurm array over the missing shards + index job (CLUSTER=configs/cluster/<x>.yaml ARGS='--partition gpu split=train')
+submit-extract: setup-train ## Slurm array over the missing shards + index job (CLUSTER=configs/cluster/<x>.yaml ARGS='cluster.job.partition=gpu stage.overrides.split=train')
 	$(PY_TRAIN) -m services.cluster submit --config $(or $(CLUSTER),configs/cluster/imagebind_val_gpu.yaml) $(ARGS)
 
 submit-train: setup-train ## checkpointable Slurm training job, requeued with resume=true near its time limit
 	$(PY_TRAIN) -m services.cluster submit --config $(or $(CLUSTER),configs/cluster/finetune_gemma3_gpu.yaml) $(ARGS)
 
 render-sbatch: setup-train ## plain sbatch scripts of the same jobs, for clusters without submitit (CLUSTER=..., SBATCH_OUT=slurm)
-	$(PY_TRAIN) -m services.cluster render --config $(or $(CLUSTER),configs/cluster/imagebind_val_gpu.yaml) --out $(or $(SBATCH_OUT),slurm) $(ARGS)
+	$(PY_TRAIN) -m services.cluster render --config $(or $(CLUSTER),configs/cluster/imagebind_val_gpu.yaml) out=$(or $(SBATCH_OUT),slurm) $(ARGS)
 
 test: setup test-unit test-e2e test-gpu test-cluster ## all test layers
 

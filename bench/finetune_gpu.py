@@ -3,7 +3,7 @@
     python bench/finetune_gpu.py [--hidden 1024] [--layers 8] [--steps 12] [--warmup 3]
 
 Both backends train the same randomly initialised, tiny-but-real-architecture Gemma3ForConditionalGeneration
-(SigLIP vision tower + Gemma-3 decoder, services/train/finetune_tiny.py) with the seed's recipe: 4-bit nf4,
+(SigLIP vision tower + Gemma-3 decoder, services/train/finetune/tiny.py) with the seed's recipe: 4-bit nf4,
 LoRA r=16 on vision+language attention+MLP, batch 2 x grad-accum 4, adamw_8bit, bf16, gradient checkpointing, on
 the demo's <reminder> records. The peft backend runs first, because importing unsloth patches transformers for
 the rest of the process. Steps/s is measured over the optimizer steps after `--warmup` (kernel compilation,
@@ -28,16 +28,16 @@ def measure(backend: str, model_dir: Path, work: Path, steps: int, warmup: int, 
     import torch
     from transformers import TrainerCallback
 
-    from services.train.finetune import load_records
-    from services.train.finetune_config import FinetuneConfig
-    from services.train.finetune_records import instruction_for
+    from services.train.finetune.train import load_records
+    from services.train.finetune.config import FinetuneConfig
+    from services.train.finetune.records import instruction_for
     from shared.config import load_config
 
     cfg = load_config(FinetuneConfig, None, [
-        f"run=bench_{backend}", f"checkpoints_root={work}", f"outputs_root={work}", f"backend={backend}",
+        f"run=bench_{backend}", f"outputs_root={work}", f"backend={backend}",
         f"model.path={model_dir}", f"data.dialogs={data / 'train.json'}", f"data.images={data / 'images'}",
-        "data.limit_dialogs=40", f"train.max_steps={steps}", f"train.save_every={steps * 10}", "train.warmup_steps=0",
-        "train.max_seq_length=1024"])
+        "data.limit_dialogs=40", f"optim.max_steps={steps}", f"save_every={steps * 10}", "optim.warmup_steps=0",
+        "model.max_seq_length=1024"])
 
     class StepClock(TrainerCallback):
         def __init__(self):
@@ -49,9 +49,9 @@ def measure(backend: str, model_dir: Path, work: Path, steps: int, warmup: int, 
 
     clock = StepClock()
     if backend == "unsloth":
-        from services.train.finetune_unsloth import build_trainer
+        from services.train.finetune.unsloth_backend import build_trainer
     else:
-        from services.train.finetune_peft import build_trainer
+        from services.train.finetune.peft_backend import build_trainer
     records = load_records(cfg)
     trainer, _ = build_trainer(cfg, records, instruction_for(cfg.data.reminder, None), work / backend, [clock])
     torch.cuda.reset_peak_memory_stats()
@@ -83,7 +83,7 @@ def main() -> int:
         return 2
     if args.steps < args.warmup + 2:
         parser.error("--steps must exceed --warmup by at least 2")
-    from services.train.finetune_tiny import build_tiny_gemma3
+    from services.train.finetune.tiny import build_tiny_gemma3
 
     print(f"device: {torch.cuda.get_device_name()} | model: tiny Gemma-3 hidden={args.hidden} layers={args.layers}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from shared.memory import COMPONENTS, MemoryConfig, MemoryStore, ScoreWeights  # noqa: E402
-from shared.memory_dialog import replay_dialog  # noqa: E402
-from shared.memory_text import IdfTable  # noqa: E402
+from shared.memory import replay_dialog  # noqa: E402
+from shared.memory import IdfTable  # noqa: E402
 from shared.visdial import load_visdial  # noqa: E402
 
 K = 3

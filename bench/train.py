@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from services.train.config import LLMSettings  # noqa: E402
-from services.train.llm import assemble, load_llm  # noqa: E402
-from services.train.scoring import encode_prefix, score_options, score_options_full  # noqa: E402
+from services.train.bridge.config import LLMSettings  # noqa: E402
+from services.train.bridge.llm import assemble, load_llm  # noqa: E402
+from services.train.bridge.scoring import encode_prefix, score_options, score_options_full  # noqa: E402
 
 SMOLLM = ROOT / "checkpoints" / "smollm2-135m-instruct"
 
@@ -42,7 +42,7 @@ def smollm(tmp: Path):
     if (SMOLLM / "done.json").is_file():
         return load_llm(LLMSettings(path=str(SMOLLM)), torch.device("cpu"))
     print(f"note: {SMOLLM} missing (make checkpoints-demo); using a random model of SmolLM2-135M's shape")
-    from services.train.smoke import random_llama
+    from services.train.bridge.smoke import random_llama
     arch = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
                 num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, tie_word_embeddings=True)
     random_llama(tmp / "smollm-shape", arch)
@@ -102,9 +102,9 @@ def bench_training(llm, tokenizer, steps: int) -> float:
     import torchvision
     from transformers import BertConfig, BertModel
 
-    from services.train.bridge_model import Bridge
-    from services.train.config import BridgeModelSettings, QFormerSettings
-    from services.train.llm import answer_loss
+    from services.train.bridge.model import Bridge
+    from services.train.bridge.config import BridgeModelSettings, QFormerSettings
+    from services.train.bridge.llm import answer_loss
 
     torch.manual_seed(0)
     cfg = BridgeModelSettings(dim=256, memory_bank_length=10, qformer=QFormerSettings(
@@ -170,7 +170,7 @@ def main() -> int:
                "prefix_scoring_speedup_demo": speed_demo, "train_from_shards_speedup": train_ratio}
     if args.gpu:
         if torch.cuda.is_available():
-            from services.train.smoke import real_size_steps
+            from services.train.bridge.smoke import real_size_steps
             gpu = real_size_steps(str(ROOT / "configs/train/bridge_llama32_1b.yaml"), steps=3, micro_batch=8)
             print(f"[gpu] {gpu}")
             figures.update(gpu_bridge_tokens_per_s=gpu["tokens_per_s"], gpu_bridge_peak_mem_gib=gpu["peak_mem_gib"])

@@ -25,7 +25,7 @@ if str(REPO_ROOT) not in sys.path:  # for shared.visdial when run as `python dat
     sys.path.insert(1, str(REPO_ROOT))
 
 import easyvqa_dialog as evd  # noqa: E402
-from shared.safetensors_io import sha256_file  # noqa: E402
+from shared.files import sha256_file  # noqa: E402
 
 FORMAT = "easyvqa-dialog/1"
 CAPTION = "a picture of a shape"

@@ -1,16 +1,26 @@
 """YAML -> typed dataclasses, with `a.b=value` command-line overrides.
 
-Every runnable job declares its settings as (nested) dataclasses. `load_config` reads the YAML, applies the
-overrides, checks every key and type, and returns the dataclass; `save_config` writes the resolved config beside
-an output so the run can be reproduced or resumed. Unknown keys are errors that list the valid ones (except keys
-a class lists in `retired_keys`: removed settings, dropped so configs saved with them still load).
+Every runnable job declares its settings as (nested) dataclasses; a field's trailing `# comment` is its help text
+(`--help` prints it, see shared/cli.py). `load_config` reads the YAML, applies the overrides, checks every key, type,
+range (the classes' `__post_init__`) and required key (default `REQUIRED`), and returns the dataclass; `save_config`
+writes the resolved config beside an output so the run can be reproduced or resumed. Unknown keys are errors that
+name the closest valid key. Two class attributes keep old configs working or explain why they do not:
+`retired_keys` (removed settings, dropped silently so configs saved with them still load) and `moved_keys` (old key ->
+the fix: a settings file that still uses one gets an error saying where the setting went).
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
+import difflib
+import functools
 import hashlib
+import inspect
+import io
 import json
 import os
+import textwrap
+import tokenize
 import types
 import typing
 from pathlib import Path, PurePath
@@ -18,10 +28,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from shared.errors import InputError
+
 T = TypeVar("T")
+# The default of a setting the user must give (a path, say); `--help` shows it as "(required)".
+REQUIRED = "???"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file or override that does not fit the job's dataclass."""
 
 
@@ -30,9 +44,14 @@ def _field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
+def _coerce(value: Any, tp: Any, where: str, saved: bool = False) -> Any:
     """Check (and gently convert) one value against a type hint; raise ConfigError naming `where`."""
     origin = typing.get_origin(tp)
+    if isinstance(value, Override):
+        if tp is str or (origin in (typing.Union, types.UnionType) and str in typing.get_args(tp)
+                         and value not in ("null", "~")):
+            return str(value)
+        value = value.parsed(where)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
@@ -44,33 +63,38 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, where, saved)
             except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of {tp}")
+                errors.append(e)
+        if len(errors) == 1:
+            raise errors[0]
+        raise ConfigError(f"{where}: {value!r} fits none of {tp}", fix=f"give {where} a value of one of these types")
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if not any(value == a and type(value) is type(a) for a in allowed):  # else True passes for Literal[1]
-            raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}")
+            raise ConfigError(f"{where}: {value!r} is not one of {list(allowed)}",
+                              fix=f"write {where}=<one of {', '.join(map(str, allowed))}>")
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping of {sorted(_field_types(tp))}, got {value!r}")
-        return _build(tp, value, where)
+            raise ConfigError(f"{where}: expected a mapping of {sorted(_field_types(tp))}, got {value!r}",
+                              fix=f"set its keys one by one, e.g. {where}.{sorted(_field_types(tp))[0]}=...")
+        return _build(tp, value, where, saved)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {value!r}", fix=f"write {where}=[a,b] (a YAML list)")
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
         items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
         return items if origin is list else tuple(items)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}", fix=f"write {where}.<key>=<value>")
         key_tp, val_tp = typing.get_args(tp) or (Any, Any)
         return {_coerce(k, key_tp, where): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, PurePath):
         if not isinstance(value, (str, PurePath)):
-            raise ConfigError(f"{where}: expected a path, got {value!r} ({type(value).__name__})")
+            raise ConfigError(f"{where}: expected a path, got {value!r} ({type(value).__name__})",
+                              fix=f"write {where}=<path>")
         return tp(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -83,41 +107,103 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return str(value)
     if tp in (int, float, str, bool):
         if type(value) is not tp:
-            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")
+            raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r} ({type(value).__name__})",
+                              fix=f"write {where}=<{tp.__name__}>")
         return value
     return value
 
 
-def _build(cls: type[T], data: dict, where: str = "") -> T:
+def _build(cls: type[T], data: dict, where: str = "", saved: bool = False) -> T:
+    """`saved`: data written by an earlier version (a checkpoint's config), whose moved keys are dropped silently."""
     fields = _field_types(cls)
-    data = {k: v for k, v in data.items() if k not in getattr(cls, "retired_keys", ())}
+    prefix = f"{where}." if where else ""
+    moved = getattr(cls, "moved_keys", {})
+    for key in data:
+        if key in moved and not saved:
+            raise ConfigError(f"{prefix}{key} is no longer a setting", fix=moved[key])
+    data = {k: v for k, v in data.items() if k not in getattr(cls, "retired_keys", ()) and k not in moved}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown key {prefix}{unknown[0]!s}; valid keys{' under ' + where if where else ''}: {', '.join(sorted(fields))}"
-        )
-    kwargs = {k: _coerce(v, fields[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+        close = difflib.get_close_matches(unknown[0], list(fields), n=1)
+        hint = f"did you mean {prefix}{close[0]}? " if close else ""
+        raise ConfigError(f"unknown key {prefix}{unknown[0]}",
+                          fix=f"{hint}valid keys{' under ' + where if where else ''}: {', '.join(sorted(fields))}")
+    kwargs = {k: _coerce(v, fields[k], f"{prefix}{k}", saved) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field with no default was not given
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
+    except ConfigError as e:  # a range or combination check of the class (__post_init__)
+        if where and not e.message.startswith(where):
+            e.message = f"{where}: {e.message}"
+        raise
+
+
+def missing_required(cfg: Any, prefix: str = "") -> list[str]:
+    """Dotted keys still holding the REQUIRED placeholder."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out += missing_required(value, f"{prefix}{f.name}.")
+        elif isinstance(value, str) and value == REQUIRED:
+            out.append(prefix + f.name)
+    return out
+
+
+@functools.cache
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field's help text: the `# comment` on its line(s), after the comment lines just above it."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    lines = source.splitlines()
+    out = {}
+    body = ast.parse(source).body[0].body
+    for node in body:
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        above, line = [], node.lineno - 1
+        while line >= 1 and line in comments and lines[line - 1].lstrip().startswith("#"):
+            above.insert(0, comments[line])
+            line -= 1
+        trailing = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+        text = " ".join(above + trailing)
+        if text:
+            out[node.target.id] = text
+    return out
+
+
+class Override(str):
+    """The text of a command-line value: a string setting takes it verbatim (`conversation='Q: hi\nA:'`, `run=007`),
+    any other setting takes it parsed as YAML (`lr=1e-4`, `betas=[0.9,0.95]`, `checkpoint=null`)."""
+
+    def parsed(self, where: str) -> Any:
+        try:
+            return yaml.safe_load(self) if self != "" else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"{where}={self!s}: the value is not valid YAML",
+                              fix="quote it, or write a list as [a,b]") from None
 
 
 def parse_overrides(args: list[str]) -> dict:
-    """Turn ["a.b=3", "c=x"] into {"a": {"b": 3}, "c": "x"}; values are parsed as YAML scalars/lists."""
+    """Turn ["a.b=3", "c=x"] into {"a": {"b": Override("3")}, "c": Override("x")}; see `Override`."""
     out: dict = {}
     for arg in args:
         key, sep, raw = arg.partition("=")
         if not sep or not key:
-            raise ConfigError(f"override {arg!r} is not of the form key.sub=value")
-        value = yaml.safe_load(raw) if raw != "" else ""
+            raise ConfigError(f"override {arg!r} is not of the form key.sub=value", fix="write it as key.sub=value")
+        value = Override(raw)
         node = out
         parts = key.split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"override {arg!r} conflicts with an earlier override of {p}")
+                raise ConfigError(f"override {arg!r} conflicts with an earlier override of {p}",
+                                  fix=f"give {p} once, either whole or key by key")
         node[parts[-1]] = value
     return out
 
@@ -141,37 +227,64 @@ def _plain(value: Any) -> Any:
 
 
 def from_dict(cls: type[T], data: dict) -> T:
-    """Build `cls` from a saved dict (e.g. a checkpoint's config); keys added to `cls` since then take defaults."""
-    return _build(cls, data)
+    """Build `cls` from a saved dict (e.g. a checkpoint's config); keys added to `cls` since then take defaults,
+    keys moved since then are dropped."""
+    return _build(cls, data, saved=True)
+
+
+def defaults_dict(cls: type) -> dict:
+    """The defaults of `cls` as a plain dict, field by field (the class's own checks may reject its defaults: a
+    required list, say), so overrides of nested keys merge into them."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else _plain(value)
+    return out
 
 
 def to_dict(cfg: Any) -> dict:
     return _plain(dataclasses.asdict(cfg))
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build `cls` from defaults, then the YAML at `path`, then `overrides` (later wins)."""
+def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+                check_required: bool = True) -> T:
+    """Build `cls` from defaults, then the YAML at `path`, then `overrides` (later wins); check required keys."""
     data: dict = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist; the shipped ones are under configs/")
+            raise ConfigError(f"config file {p} does not exist", fix="the shipped ones are under configs/")
         try:
-            loaded = yaml.safe_load(p.read_text()) or {}
+            loaded = yaml.safe_load(p.read_text())
         except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
+            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})",
+                              fix="fix the line it names") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{p}: unreadable ({e})", fix="give a readable UTF-8 YAML file") from None
+        if loaded is None:
+            raise ConfigError(f"{p}: the file holds no settings",
+                              fix="copy a shipped config from configs/ and edit it; an empty file is never meant")
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping of {sorted(_field_types(cls))}")
+            raise ConfigError(f"{p}: the top level must be a mapping of settings, got {type(loaded).__name__}",
+                              fix=f"write `key: value` lines, with keys from {sorted(_field_types(cls))}")
         data = loaded
     try:
-        defaults = to_dict(cls())
-    except TypeError:
-        defaults = {}
-    data = _merge(defaults, _merge(data, parse_overrides(overrides or [])))
-    try:
-        return _build(cls, data)
+        data = _merge(defaults_dict(cls), _merge(data, parse_overrides(overrides or [])))
+        cfg = _build(cls, data)
     except ConfigError as e:
-        raise ConfigError(f"{path or cls.__name__}: {e}") from None
+        e.message = f"{path or cls.__name__}: {e.message}"
+        raise
+    if check_required:
+        missing = missing_required(cfg)
+        if missing:
+            raise ConfigError(f"{path or cls.__name__}: {missing[0]} is required",
+                              fix=f"set it in the YAML or on the command line: {missing[0]}=<value>")
+    return cfg
 
 
 def config_hash(cfg: Any) -> str:
@@ -189,29 +302,3 @@ def save_config(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Pat
     tmp.write_text(f"# resolved config, hash {config_hash(cfg)}\n" + yaml.safe_dump(to_dict(cfg), sort_keys=False))
     tmp.replace(target)
     return target
-
-
-def split_cli(argv: list[str]) -> tuple[str | None, list[str], list[str]]:
-    """Split `--config X a.b=1 verb` style argv into (config path, overrides, positional words)."""
-    config, overrides, words = None, [], []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--config":
-            config = next(it, None)
-            if config is None:
-                raise ConfigError("--config needs a path")
-        elif arg.startswith("--config="):
-            config = arg.split("=", 1)[1]
-        elif "=" in arg and not arg.startswith("-"):
-            overrides.append(arg)
-        else:
-            words.append(arg)
-    return config, overrides, words
-
-
-def config_from_cli(cls: type[T], argv: list[str], verb: str) -> T:
-    """The job config of `python -m services.<env> <verb> --config X a.b=1`; stray words are an error."""
-    path, overrides, words = split_cli(argv)
-    if words:
-        raise SystemExit(f"{verb}: unexpected arguments {words}")
-    return load_config(cls, path, overrides)

@@ -10,6 +10,8 @@ import os
 import re
 from pathlib import Path
 
+from shared.errors import InputError
+
 # (pattern shown in errors, regex on the file name whose group 1 is the image id)
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("<image_id>.png|.jpg|.jpeg", re.compile(r"(\d+)\.(?:png|jpe?g)", re.IGNORECASE)),
@@ -21,7 +23,7 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 FETCH_HINT = "run `make data-demo` (demo images) or `make data-visdial` (COCO + VisualDialog images)"
 
 
-class ImageIndexError(ValueError):
+class ImageIndexError(InputError):
     """An image folder that cannot serve the requested ids (missing folder, duplicate ids)."""
 
 

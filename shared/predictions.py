@@ -15,13 +15,14 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from shared.safetensors_io import atomic_write_text
+from shared.errors import InputError
+from shared.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 Key = tuple[int, int]
 
 
-class PredictionError(ValueError):
+class PredictionError(InputError):
     """A malformed predictions file or row; the message names file:line and the fix."""
 
 

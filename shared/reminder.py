@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.errors import InputError
+
 BLOCK_TAGS = ("reminder", "reasoning", "think")
 _OPEN = re.compile(r"<\s*(reminder|reasoning|think)\b[^>]*>", re.IGNORECASE)
 _CLOSE = {tag: re.compile(rf"<\s*/\s*{tag}\s*>", re.IGNORECASE) for tag in BLOCK_TAGS}
@@ -26,7 +28,7 @@ _REMINDER = re.compile(r"<\s*reminder\b[^>]*>(.*?)(?:<\s*/\s*reminder\s*>|\Z)", 
 _LINE = re.compile(r"^\[turn (\d+)\](?: \(([^()]*)\))? Q: (.*?) A: (.*)$")
 
 
-class ReminderError(ValueError):
+class ReminderError(InputError):
     """A memory that cannot be written as one reminder line, or a reminder line that does not parse (strict mode)."""
 
 

@@ -17,16 +17,29 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from shared.safetensors_io import atomic_write_text
+from shared.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
+class _CurrentStderr(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is when a record is emitted (not the stream of the first call)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(level: str | int = "INFO") -> None:
     """Timestamped log lines on stderr for every module (call once, in the entry point)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S", force=True)
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
 def _plain(value: Any) -> Any:

@@ -18,6 +18,8 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NoReturn
 
+from shared.errors import InputError
+
 DEFAULT_NUM_OPTIONS = 100
 KINDS = ("current", "memory")
 ROUND_KEYS = frozenset({"question", "answer", "answer_options", "gt_index", "image_id", "kind", "evidence_round"})
@@ -26,7 +28,7 @@ REBUILD = "rebuild it with `make data-demo` (demo data) or `make data-visdial` (
 _INT_ONLY = {int}
 
 
-class VisDialError(ValueError):
+class VisDialError(InputError):
     """A VisDial or dense-annotation file that does not follow docs/CONTRACTS.md."""
 
 

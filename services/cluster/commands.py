@@ -1,9 +1,9 @@
 """What each Slurm job runs: the stage's own command line, built once here for submitit and the sbatch templates alike.
 
 Nothing here talks to Slurm, so the commands and the shard plan can be checked from any environment.
-The stage's config class is read through `services.<stage>.config.JOBS` (the same light modules
-tests/unit/shared/test_configs.py validates every YAML with), so a bad config fails on the login node, before
-64 array tasks fail one by one on the compute nodes.
+The stage's config class is read through `services.<stage>.verbs.VERBS` (the same light registry the stage's own
+command line and tests/unit/shared/test_configs.py use), so a bad config fails on the login node, before 64 array
+tasks fail one by one on the compute nodes.
 """
 from __future__ import annotations
 
@@ -12,15 +12,23 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.cluster.config import STAGE_ENVS, ClusterConfig
+from services.cluster.config import STAGE_ENVS, ClusterSettings, StageSettings
 from shared.config import ConfigError, load_config
 from shared.shards import INDEX_NAME, missing_shards
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESERVED_OVERRIDES = ("shard_index", "num_shards")  # the launcher sets these per task
 
 
-def stage_python(cfg: ClusterConfig, stage: str) -> str:
+def stage_class(stage: StageSettings) -> type:
+    """The config class of the stage's verb, from the stage's own verb registry."""
+    verbs = importlib.import_module(f"services.{stage.service}.verbs").VERBS
+    if stage.verb_name not in verbs:
+        raise ConfigError(f"stage.verb={stage.verb_name!r} is not a verb of services.{stage.service}",
+                          fix=f"choose one of {', '.join(verbs)}")
+    return verbs[stage.verb_name].config
+
+
+def stage_python(cfg: ClusterSettings, stage: str) -> str:
     """The interpreter that runs `stage` on a node: --python, `python` in a container, else the stage's venv."""
     if cfg.python:  # a bare name is looked up on the node's PATH; a path is taken from the repository root
         # abspath, not resolve(): a venv's python is a symlink that must stay one
@@ -30,7 +38,7 @@ def stage_python(cfg: ClusterConfig, stage: str) -> str:
     return str(REPO_ROOT / ".venvs" / STAGE_ENVS[stage] / "bin" / "python")
 
 
-def wrap(cfg: ClusterConfig, argv: list[str], gpus: int) -> list[str]:
+def wrap(cfg: ClusterSettings, argv: list[str], gpus: int) -> list[str]:
     """Prefix `apptainer exec [--nv] [--bind ...] <sif>` when a container image is configured.
 
     Apptainer binds the current folder by default and starts there, so the repository's data/, embeddings/ and
@@ -52,13 +60,6 @@ def job_path(path: str) -> str:
         return str(absolute)
 
 
-def check_overrides(overrides: list[str]) -> None:
-    for item in overrides:
-        key = item.split("=", 1)[0]
-        if key in RESERVED_OVERRIDES:
-            raise ConfigError(f"override {item!r}: the launcher sets {key} for every task; use --num-shards N instead")
-
-
 @dataclass
 class ExtractPlan:
     """One split's extraction: which shards still lack their done-marker, and where they go."""
@@ -78,49 +79,47 @@ class ExtractPlan:
         return f"extract-{self.out_dir.parent.name}-{self.split}"
 
 
-def plan_extract(config_path: str, overrides: list[str], num_shards: int | None) -> ExtractPlan:
+def plan_extract(stage: StageSettings, num_shards: int | None) -> ExtractPlan:
     """Load the extract config (with the overrides) and list the shards without a done-marker."""
-    check_overrides(overrides)
-    stage_jobs = importlib.import_module("services.extract.config").JOBS
+    overrides = stage.override_args()
     extra = [f"num_shards={num_shards}"] if num_shards is not None else []
-    stage_cfg = load_config(stage_jobs["extract"], config_path, overrides + extra)
+    stage_cfg = load_config(stage_class(stage), stage.config, overrides + extra)
     n = stage_cfg.num_shards
     out_dir = stage_cfg.out_dir if stage_cfg.out_dir.is_absolute() else REPO_ROOT / stage_cfg.out_dir
-    return ExtractPlan(job_path(config_path), list(overrides), n, stage_cfg.split, out_dir, missing_shards(out_dir, n))
+    return ExtractPlan(job_path(stage.config), overrides, n, stage_cfg.split, out_dir, missing_shards(out_dir, n))
 
 
-def extract_base_command(cfg: ClusterConfig, plan: ExtractPlan) -> list[str]:
+def extract_base_command(cfg: ClusterSettings, plan: ExtractPlan) -> list[str]:
     """The extraction command without its shard arguments (the sbatch template appends them from the array index)."""
     argv = [stage_python(cfg, "extract"), "-m", "services.extract", "--config", plan.config_path, *plan.overrides]
     return wrap(cfg, argv, cfg.job.gpus_per_node)
 
 
-def extract_shard_command(cfg: ClusterConfig, plan: ExtractPlan, shard: int) -> list[str]:
+def extract_shard_command(cfg: ClusterSettings, plan: ExtractPlan, shard: int) -> list[str]:
     return extract_base_command(cfg, plan) + [f"shard_index={shard}", f"num_shards={plan.num_shards}"]
 
 
-def extract_finalize_command(cfg: ClusterConfig, plan: ExtractPlan) -> list[str]:
+def extract_finalize_command(cfg: ClusterSettings, plan: ExtractPlan) -> list[str]:
     argv = [stage_python(cfg, "extract"), "-m", "services.extract", "finalize", "--config", plan.config_path,
             *plan.overrides, f"num_shards={plan.num_shards}"]
     return wrap(cfg, argv, cfg.finalize.gpus_per_node)
 
 
-def validate_train(verb: str, config_path: str, overrides: list[str], resume_override: str) -> None:
+def validate_train(stage: StageSettings, resume_override: str) -> None:
     """Load the training config on the login node, as submitted and as requeued (with the resume override), so a
     typo fails now, not after hours in the queue or at the first requeue."""
-    stage_jobs = importlib.import_module("services.train.config").JOBS
-    if verb not in stage_jobs:
-        raise ConfigError(f"train verb {verb!r} has no config class; choose one of {sorted(stage_jobs)}")
-    load_config(stage_jobs[verb], config_path, overrides)
+    cls, overrides = stage_class(stage), stage.override_args()
+    load_config(cls, stage.config, overrides)
     try:
-        load_config(stage_jobs[verb], config_path, with_resume(overrides, resume_override))
+        load_config(cls, stage.config, with_resume(overrides, resume_override))
     except ConfigError as e:
-        raise ConfigError(f"the requeued job would fail: {e}; set resume_override to the key this job resumes "
-                          "with") from None
+        raise ConfigError(f"the requeued job would fail: {e.message}",
+                          fix="set cluster.resume_override to the key this job resumes with") from None
 
 
-def train_command(cfg: ClusterConfig, verb: str, config_path: str, overrides: list[str]) -> list[str]:
-    argv = [stage_python(cfg, "train"), "-m", "services.train", verb, "--config", config_path, *overrides]
+def train_command(cfg: ClusterSettings, stage: StageSettings) -> list[str]:
+    argv = [stage_python(cfg, "train"), "-m", "services.train", stage.verb_name, "--config", job_path(stage.config),
+            *stage.override_args()]
     return wrap(cfg, argv, cfg.job.gpus_per_node)
 
 

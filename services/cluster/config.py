@@ -1,27 +1,32 @@
-"""Config dataclasses of the cluster launcher (no submitit here: any environment can validate configs/cluster/*.yaml).
+"""Settings of the cluster launcher's verbs `submit` and `render` (no submitit here: any environment validates them).
 
-A `ClusterConfig` says *where and how* a stage runs on Slurm (partition, GPUs, time, container, interpreter); *what*
-runs is the stage's own config plus its `key=value` overrides, passed to every job unchanged. Two ways to say it:
-- `submit extract --config configs/extract/cpu_default.yaml [--cluster <cluster yaml>] [flags] [key=value ...]`;
-- `submit --config configs/cluster/<name>.yaml [flags] [key=value ...]`: a cluster YAML naming its `stage`,
-  `stage_config` (and `stage_verb`, `stage_overrides`), so a whole submission is one reviewed file.
-Command-line flags (`--partition gpu --gpus-per-node 1 ...`) override the cluster YAML.
+One YAML says what runs and where (configs/cluster/*.yaml):
+- `stage`: the stage's own job config, unchanged — its service and verb, its YAML, and overrides of that YAML as a
+  mapping (`stage.overrides.split=train` on the command line), passed to every job;
+- `cluster`: where and how it runs on Slurm (resources per job, shards, interpreter or Apptainer image, requeueing).
+Every key is overridable like any other job's: `python -m services.cluster submit --config FILE cluster.job.partition=gpu
+dry_run=true`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from shared.config import ConfigError
+from shared.config import REQUIRED, ConfigError
+
+# Which stages the launcher knows, and the environment (.venvs/<env> or image) each runs in.
+STAGE_ENVS = {"extract": "extract", "train": "train"}
+RESERVED_OVERRIDES = ("shard_index", "num_shards")  # the launcher sets these per task
 
 
 @dataclass
 class Resources:
     """What one Slurm job (or one array task) asks for."""
-    partition: str | None = None  # --partition; None = the cluster's default partition
+
+    partition: str | None = None  # --partition; null = the cluster's default partition
     gpus_per_node: int = 0  # --gpus-per-node; 0 = a CPU-only job
     cpus_per_task: int = 4  # --cpus-per-task: DataLoader workers + torch threads
-    mem_gb: int | None = None  # --mem in GB; None = the partition's default
+    mem_gb: int | None = None  # --mem in GB; null = the partition's default
     timeout_min: int = 60  # --time in minutes
     account: str | None = None  # --account, where the cluster bills by account
     qos: str | None = None  # --qos
@@ -29,9 +34,12 @@ class Resources:
 
     def __post_init__(self) -> None:
         if self.gpus_per_node < 0 or self.cpus_per_task < 1 or self.timeout_min < 1:
-            raise ConfigError(f"resources: need gpus_per_node >= 0, cpus_per_task >= 1, timeout_min >= 1; got {self}")
+            raise ConfigError(f"resources: gpus_per_node={self.gpus_per_node}, cpus_per_task={self.cpus_per_task}, "
+                              f"timeout_min={self.timeout_min}",
+                              fix="use gpus_per_node >= 0, cpus_per_task >= 1, timeout_min >= 1")
         if self.mem_gb is not None and self.mem_gb < 1:
-            raise ConfigError(f"resources.mem_gb={self.mem_gb}: give >= 1, or null for the partition's default")
+            raise ConfigError(f"resources.mem_gb={self.mem_gb}: must be >= 1",
+                              fix="give >= 1, or null for the partition's default")
 
 
 def _finalize_resources() -> Resources:
@@ -39,16 +47,56 @@ def _finalize_resources() -> Resources:
 
 
 @dataclass
-class ClusterConfig:
-    stage: Literal["extract", "train"] | None = None  # what to submit (only when this YAML is the --config)
-    stage_config: str | None = None  # the stage's YAML, e.g. configs/extract/imagebind_huge.yaml
-    stage_verb: str | None = None  # train: the services.train verb (bridge, finetune, infer, ...); None = bridge
-    stage_overrides: list[str] = field(default_factory=list)  # key=value overrides of the stage's config
+class StageSettings:
+    """What each job runs: `python -m services.<service> <verb> --config <config> <overrides as key=value>`."""
+
+    service: Literal["extract", "train"] = "extract"
+    verb: str | None = None  # the service's verb; null = its default (extract: extract, train: bridge)
+    config: str = REQUIRED  # the stage's own YAML, e.g. configs/extract/imagebind_huge.yaml
+    overrides: dict[str, Any] = field(default_factory=dict)  # overrides of that YAML, e.g. {split: val}
+
+    def __post_init__(self) -> None:
+        reserved = [k for k in self.overrides if k in RESERVED_OVERRIDES]
+        if reserved:
+            raise ConfigError(f"stage.overrides.{reserved[0]}: the launcher sets {reserved[0]} for every task",
+                              fix="use cluster.num_shards=N instead")
+
+    @property
+    def verb_name(self) -> str:
+        return self.verb or {"extract": "extract", "train": "bridge"}[self.service]
+
+    def override_args(self) -> list[str]:
+        """The overrides as `a.b=value` words (nested mappings flattened, lists as YAML flow lists)."""
+        return [f"{key}={_yaml_scalar(value)}" for key, value in _flatten(self.overrides)]
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((prefix + key, value))
+    return out
+
+
+def _yaml_scalar(value: Any) -> str:
+    import yaml
+
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True, width=10**9).strip().removesuffix("\n...").strip()
+
+
+@dataclass
+class ClusterSettings:
+    """Where and how the stage runs on Slurm."""
+
     job: Resources = field(default_factory=Resources)  # each array task (extract) or the training job
     finalize: Resources = field(default_factory=_finalize_resources)  # the job that builds index.json after the array
-    num_shards: int | None = None  # extract: shards of the split; None = the extract config's num_shards
+    num_shards: int | None = None  # extract: shards of the split; null = the extract config's num_shards
     array_parallelism: int = 64  # extract: at most this many array tasks run at once (sbatch --array=...%N)
-    python: str = ""  # interpreter on the nodes; "" = .venvs/<env>/bin/python, or `python` inside --container
+    python: str | None = None  # interpreter on the nodes; null = .venvs/<env>/bin/python, or `python` in a container
     container: str | None = None  # Apptainer image (.sif): run the stage with `apptainer exec [--nv] <sif> python ...`
     apptainer: str = "apptainer"  # the Apptainer (or Singularity) executable on the nodes
     binds: list[str] = field(default_factory=list)  # extra `apptainer exec --bind` specs, e.g. "/scratch:/scratch"
@@ -60,20 +108,29 @@ class ClusterConfig:
 
     def __post_init__(self) -> None:
         if self.num_shards is not None and self.num_shards < 1:
-            raise ConfigError(f"num_shards={self.num_shards}: must be >= 1")
+            raise ConfigError(f"cluster.num_shards={self.num_shards}: must be >= 1",
+                              fix="give >= 1, or null for the extract config's num_shards")
         if self.array_parallelism < 1:
-            raise ConfigError(f"array_parallelism={self.array_parallelism}: must be >= 1")
-        if (self.stage is None) != (self.stage_config is None):
-            raise ConfigError("stage and stage_config go together: name both (a complete submission) or neither")
-        bad = [o for o in self.stage_overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"stage_overrides: {bad[0]!r} is not a key=value override")
+            raise ConfigError(f"cluster.array_parallelism={self.array_parallelism}: must be >= 1", fix="give >= 1")
         if "=" not in self.resume_override:
-            raise ConfigError(f"resume_override={self.resume_override!r}: give a key=value override, e.g. resume=true")
+            raise ConfigError(f"cluster.resume_override={self.resume_override!r} is not a key=value override",
+                              fix="e.g. resume_override=resume=true")
+        # the finalize job runs where the array runs unless the YAML says otherwise
+        for name in ("partition", "account", "qos"):
+            if getattr(self.finalize, name) is None:
+                setattr(self.finalize, name, getattr(self.job, name))
 
 
-# `python -m services.cluster submit|render <stage> --cluster <yaml>`: both verbs read the same config.
-JOBS = {"submit": ClusterConfig, "render": ClusterConfig}
-DEFAULT_VERB = "submit"
-# Which stage runs in which environment (and so which .venvs/<env> or image): the stages this launcher knows.
-STAGE_ENVS = {"extract": "extract", "train": "train"}
+@dataclass
+class ClusterJobConfig:
+    """A submission: the stage's own config plus the cluster section."""
+
+    stage: StageSettings = field(default_factory=StageSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    dry_run: bool = False  # submit: print the plan and the commands, submit nothing
+    wait: bool = False  # submit: block until the jobs end; exit status 1 if one failed
+    out: str | None = None  # render: folder for the sbatch scripts; null = <logs_dir>/sbatch
+
+    moved_keys: ClassVar[dict[str, str]] = {key: ("the cluster YAML has two sections now: stage {service, verb, config, overrides} and cluster "
+                        "{job, finalize, num_shards, ...}; see configs/cluster/*.yaml")
+                  for key in ("stage_config", "stage_verb", "stage_overrides", "job", "logs_dir", "num_shards")}

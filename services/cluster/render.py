@@ -10,7 +10,7 @@ import shlex
 from pathlib import Path
 
 from services.cluster.commands import REPO_ROOT, ExtractPlan, extract_base_command, extract_finalize_command
-from services.cluster.config import ClusterConfig, Resources
+from services.cluster.config import ClusterSettings, Resources, StageSettings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -54,7 +54,7 @@ def _write(out: Path, name: str, text: str) -> Path:
     return path
 
 
-def render_extract(cfg: ClusterConfig, plan: ExtractPlan, out: Path) -> tuple[list[Path], str]:
+def render_extract(cfg: ClusterSettings, plan: ExtractPlan, out: Path) -> tuple[list[Path], str]:
     """Write extract_array.sbatch + finalize.sbatch; return them and the shell lines that submit them."""
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def render_extract(cfg: ClusterConfig, plan: ExtractPlan, out: Path) -> tuple[li
     return paths, submit
 
 
-def render_train(cfg: ClusterConfig, command: list[str], name: str, out: Path) -> tuple[list[Path], str]:
+def render_train(cfg: ClusterSettings, command: list[str], name: str, out: Path) -> tuple[list[Path], str]:
     """Write train.sbatch: requeues itself with the resume override when Slurm signals the coming time limit."""
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)

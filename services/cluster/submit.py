@@ -26,7 +26,7 @@ from services.cluster.commands import (
     train_command,
     with_resume,
 )
-from services.cluster.config import ClusterConfig, Resources
+from services.cluster.config import ClusterSettings, Resources, StageSettings
 
 
 def make_executor(folder: Path, res: Resources, name: str, max_num_timeout: int = 0,
@@ -48,7 +48,7 @@ def _write_manifest(folder: Path, record: dict) -> Path:
     return path
 
 
-def submit_extract(cfg: ClusterConfig, plan: ExtractPlan) -> dict:
+def submit_extract(cfg: ClusterSettings, plan: ExtractPlan) -> dict:
     """An array over `plan.missing`, then finalize after all of it (afterok). Nothing to do when the index is done."""
     folder = REPO_ROOT / cfg.logs_dir / plan.job_name
     record: dict = {"stage": "extract", "split": plan.split, "out_dir": str(plan.out_dir),
@@ -130,7 +130,7 @@ class CheckpointableCommand(Checkpointable):
         self._process = None
 
 
-def submit_checkpointable(cfg: ClusterConfig, command: list[str], name: str) -> tuple[submitit.Job, Path]:
+def submit_checkpointable(cfg: ClusterSettings, command: list[str], name: str) -> tuple[submitit.Job, Path]:
     folder = REPO_ROOT / cfg.logs_dir / name
     executor = make_executor(folder, cfg.job, name, max_num_timeout=cfg.max_requeues,
                              slurm_signal_delay_s=cfg.signal_delay_s)
@@ -139,9 +139,9 @@ def submit_checkpointable(cfg: ClusterConfig, command: list[str], name: str) -> 
     return job, manifest
 
 
-def submit_train(cfg: ClusterConfig, verb: str, config_path: str, overrides: list[str]) -> dict:
-    command = train_command(cfg, verb, config_path, overrides)
-    name = f"train-{verb}-{Path(config_path).stem}"
+def submit_train(cfg: ClusterSettings, stage: StageSettings) -> dict:
+    command = train_command(cfg, stage)
+    name = f"train-{stage.verb_name}-{Path(stage.config).stem}"
     job, manifest = submit_checkpointable(cfg, command, name)
     return {"stage": "train", "job_id": job.job_id, "command": command, "manifest": str(manifest), "_jobs": [job]}
 

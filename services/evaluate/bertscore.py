@@ -20,12 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.errors import InputError
 from services.evaluate.config import MINILM, ROBERTA_LARGE, BertScoreConfig
 
 MINILM_LAYERS, ROBERTA_LARGE_LAYERS = 4, 17
 
 
-class BertScoreError(RuntimeError):
+class BertScoreError(InputError):
     """A BERTScore model that cannot be used offline as configured."""
 
 

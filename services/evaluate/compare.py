@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from shared.errors import InputError
 from services.evaluate.config import CompareConfig
 from services.evaluate.report import LOWER_IS_BETTER, METRIC_LABELS, REPORT_FORMAT, fmt, label, write_json, write_text
 
 
-class CompareError(ValueError):
+class CompareError(InputError):
     """An evaluation folder that cannot be compared."""
 
 
@@ -44,8 +45,6 @@ def default_out(runs: list[Path]) -> Path:
 
 def compare(cfg: CompareConfig) -> dict:
     """Build the delta table, write it as md + json + png, return it."""
-    if len(cfg.runs) < 2:
-        raise CompareError("compare needs at least two evaluation folders: compare outputs/A/eval outputs/B/eval")
     dirs = [Path(r) for r in cfg.runs]
     reports = [load_report(d) for d in dirs]
     names = [run_name(d) for d in dirs]
@@ -91,3 +90,13 @@ def render_compare(result: dict) -> str:
     if len(splits) > 1:
         lines.append(f"Warning: the runs were evaluated on different splits ({', '.join(sorted(map(str, splits)))}).")
     return "\n".join(lines) + "\n"
+
+
+def run(cfg: CompareConfig) -> None:
+    """The `compare` verb: write compare.md/json/png and print the table."""
+    from shared.config import save_config
+
+    result = compare(cfg)
+    save_config(cfg, result["out"])
+    print((Path(result["out"]) / "compare.md").read_text())
+    print(f"compare: wrote {result['out']}/compare.md, compare.json, compare.png")

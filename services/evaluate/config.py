@@ -1,13 +1,16 @@
 """Config dataclasses of the evaluator (no heavy imports: every shipped YAML validates from any environment).
 
-Verbs of `python -m services.evaluate`:
-- (none) / `evaluate`: score one predictions file against a VisDial split -> report.json, report.md, plots.
+Verbs of `python -m services.evaluate` (services/evaluate/verbs.py):
+- `evaluate` (the default): score one predictions file against a VisDial split -> report.json, report.md, plots;
 - `compare`: a delta table (md + json) and bar chart of two or more finished evaluations.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
+
+from shared.config import REQUIRED, ConfigError
 
 # Names of the BERTScore models the evaluator knows how to configure; anything else is a local model folder.
 MINILM = "all-MiniLM-L6-v2"
@@ -55,10 +58,14 @@ class BootstrapConfig:
 class EvaluateConfig:
     """One evaluation: `predictions` scored against `data` (+ `dense` relevances) into `out`."""
 
-    predictions: str = ""  # outputs/<run>/predictions.jsonl
-    data: str = ""  # VisDial-format JSON of the split the predictions were made on
-    dense: str | None = None  # VisDial dense-annotation JSON (NDCG); None = no NDCG
-    out: str = ""  # folder for report.json, report.md, plots, config.yaml
+    predictions: str = REQUIRED  # e.g. outputs/<run>/predictions.jsonl
+    data: str = REQUIRED  # VisDial-format JSON of the split the predictions were made on
+    dense: str | None = None  # VisDial dense-annotation JSON (NDCG); null = no NDCG
+    out: str | None = None  # folder of its own for report.json, report.md, plots; null = <predictions' folder>/eval
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else Path(self.predictions).parent / "eval"
     expect_rounds: Literal["all", "last"] = "all"  # which rounds of every dialog the predictions must cover
     bertscore: BertScoreConfig = field(default_factory=BertScoreConfig)
     text: TextConfig = field(default_factory=TextConfig)
@@ -68,12 +75,13 @@ class EvaluateConfig:
 
 @dataclass
 class CompareConfig:
-    """`compare runA/eval runB/eval [...] [--out dir]`: deltas of every later run against the first."""
+    """Deltas of every later evaluation against the first: `compare runs=[outputs/a/eval,outputs/b/eval]`."""
 
-    runs: list[str] = field(default_factory=list)
-    out: str | None = None  # None: <parent of the first run's folder>/compare/<A>_vs_<B>
+    runs: list[str] = field(default_factory=list)  # evaluation folders, the first is the baseline: runs=[a/eval,b/eval]
+    out: str | None = None  # null: <parent of the first run's folder>/compare/<A>_vs_<B>
 
+    def __post_init__(self) -> None:
+        if len(self.runs) < 2:
+            raise ConfigError(f"runs={self.runs}: compare needs two or more evaluation folders",
+                              fix="runs=[outputs/a/eval,outputs/b/eval] (the first is the baseline)")
 
-# The verb of a launch command -> its config class (a command with no verb is "evaluate").
-JOBS = {"evaluate": EvaluateConfig, "compare": CompareConfig}
-DEFAULT_VERB = "evaluate"

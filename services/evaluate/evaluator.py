@@ -130,11 +130,7 @@ def _ndcg_population(cfg: EvaluateConfig, split, a: Aligned, board: Scoreboard, 
 
 
 def evaluate(cfg: EvaluateConfig) -> dict:
-    """Run the whole evaluation and write its outputs into `cfg.out`; returns the report dict."""
-    for key in ("predictions", "data", "out"):
-        if not getattr(cfg, key):
-            raise ConfigError(f"{key} is not set; pass {key}=<path> (e.g. predictions=outputs/demo/predictions.jsonl "
-                              "data=data/demo/val.json out=outputs/demo/eval)")
+    """Run the whole evaluation and write its outputs into `cfg.out_dir`; returns the report dict."""
     start = time.perf_counter()
     split = load_visdial(cfg.data)
     aligned = align(cfg.predictions, split, cfg.expect_rounds)
@@ -157,7 +153,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
                     if counts["answers_with_blocks"] else ""))
     if counts["empty_answers"]:
         notes.insert(1, f"{counts['empty_answers']} answer(s) are empty after stripping: scored as they are (misses)")
-    out = Path(cfg.out)
+    out = cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "format": REPORT_FORMAT, "run": run_name(out),
@@ -180,3 +176,12 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     write_text(out / "report.md", render_markdown(report))
     return report
 
+
+
+def run(cfg: EvaluateConfig) -> None:
+    """The `evaluate` verb: write the report and print its headline."""
+    report = evaluate(cfg)
+    out = cfg.out_dir
+    log.info("report: %s/report.md (%s s)", out, report["seconds"])
+    headline = (out / "report.md").read_text().split("\n## Counts")[0]
+    print(f"{headline}\nfull report: {out}/report.md (+ report.json, plots)")

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.errors import InputError
 from shared.predictions import scores_to_ranks
 
 RECALL_CUTOFFS = (1, 5, 10)
 TIE_RULE = "descending score; equal scores are ordered by option index (lower index ranks first)"
 
 
-class RankingError(ValueError):
+class RankingError(InputError):
     """Rank / relevance arrays that do not describe a valid ranking (wrong shape, not a permutation)."""
 
 

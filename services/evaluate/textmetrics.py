@@ -12,13 +12,14 @@ from importlib import metadata
 
 import numpy as np
 
+from shared.errors import InputError
 from services.evaluate.aggregate import ItemMetric
 
 BLEU_ORDERS = (1, 2, 3, 4)
 TOKENISATION = "lowercase + nltk.tokenize.wordpunct_tokenize (\\w+|[^\\w\\s]+)"
 
 
-class NltkDataError(RuntimeError):
+class NltkDataError(InputError):
     """nltk data (WordNet) that METEOR needs is not installed."""
 
 

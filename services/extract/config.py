@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shared.config import ConfigError, config_hash
+from shared.settings import DeviceSettings
 
 
 @dataclass
@@ -43,7 +44,9 @@ class TextsConfig:
 
 
 @dataclass
-class ExtractConfig:
+class ExtractConfig(DeviceSettings):
+    """Embeddings of one split (one shard of it with shard_index) into <out_root>/<encoder id>/<split>/."""
+
     split: str = "train"  # which split of data.dataset to embed
     data: DataConfig = field(default_factory=DataConfig)
     out_root: str = "embeddings"  # shards go to <out_root>/<encoder id>/<split>/
@@ -52,15 +55,14 @@ class ExtractConfig:
     image_batch_size: int = 64  # images per forward pass
     text_batch_size: int = 256  # distinct strings per forward pass
     num_workers: int = 2  # DataLoader processes decoding + resizing images (0 = in the main process)
-    num_threads: int = 0  # torch intra-op threads (0 = torch's default); fixed for bit-identical reruns
     dtype: Literal["float16", "float32"] = "float16"  # stored dtype of every embedding tensor
     max_failures: int = 0  # unreadable images tolerated per shard; their dialogs are dropped, never zero-filled
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda when available
     num_shards: int = 1  # the split's dialogs are cut into this many shards (shared.shards.shard_range)
     shard_index: int | None = None  # embed only this shard; None = every missing shard, then finalize
     progress: Literal["auto", "bar", "lines", "none"] = "auto"  # auto = a bar on a terminal, ETA lines otherwise
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.num_shards < 1:
             raise ConfigError(f"num_shards={self.num_shards}: must be >= 1")
         if self.shard_index is not None and not 0 <= self.shard_index < self.num_shards:
@@ -71,8 +73,9 @@ class ExtractConfig:
         for name in ("image_batch_size", "text_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
-        if self.num_workers < 0 or self.num_threads < 0 or self.max_failures < 0:
-            raise ConfigError("num_workers, num_threads and max_failures must be >= 0")
+        if self.num_workers < 0 or self.max_failures < 0:
+            raise ConfigError(f"num_workers={self.num_workers}, max_failures={self.max_failures}",
+                              fix="give both >= 0")
         if "{split}" not in self.data.dataset and not self.data.dataset.endswith(".json"):
             raise ConfigError(f"data.dataset={self.data.dataset!r}: give a .json path, e.g. data/demo/{{split}}.json")
 
@@ -104,7 +107,3 @@ class ExtractConfig:
         )
         return config_hash(neutral)
 
-
-# The launch command without a verb embeds; `finalize` and `verify` take the same config.
-JOBS = {"extract": ExtractConfig, "finalize": ExtractConfig, "verify": ExtractConfig}
-DEFAULT_VERB = "extract"

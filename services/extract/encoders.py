@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 from PIL import Image
 
+from shared.errors import InputError
 from services.extract.config import EncoderConfig
 
 # name -> "module:Class", imported lazily so a run only loads the encoder it uses
@@ -25,7 +26,7 @@ REGISTRY: dict[str, str] = {
 }
 
 
-class EncoderError(RuntimeError):
+class EncoderError(InputError):
     """An encoder cannot be built (missing weights, bad architecture override, ...)."""
 
 

@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.errors import InputError
+
 FAILURES_NAME = "failures.jsonl"
 
 
-class ExtractError(RuntimeError):
+class ExtractError(InputError):
     """A run that cannot go on; the message names the file or setting and the fix."""
 
 

@@ -19,12 +19,12 @@ from services.extract.embed import configure_torch, embed_images, embed_strings
 from services.extract.encoders import Encoder, build_encoder
 from services.extract.failures import ExtractError, FailureLog, ImageFailure, too_many_error
 from services.extract.faults import arm_before_rename, kill_point
-from services.extract.verbs import finalize
+from services.extract.shard_folder import finalize
 from shared.config import ConfigError, load_config, save_config
 from shared.images import ImageIndex
 from shared.runlog import Progress
-from shared.safetensors_io import read_header
-from shared.shards import clean_stale, is_complete, sha256_file, shard_name, shard_range, write_shard
+from shared.shards import (clean_stale, is_complete, read_header, sha256_file, shard_name, shard_range,
+                           write_shard)
 from shared.visdial import Dialog, VisDialSplit, load_visdial
 
 log = logging.getLogger(__name__)

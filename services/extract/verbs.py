@@ -1,45 +1,15 @@
-"""The verbs that only look at finished shards: `finalize` (index.json) and `verify` (re-hash), plus the summary."""
+"""The extract service's verbs (`python -m services.extract [verb] --config FILE key=value ...`; shared/cli.py)."""
 from __future__ import annotations
 
 from services.extract.config import ExtractConfig
-from services.extract.failures import ExtractError
-from shared.shards import build_index, missing_shards, read_marker, sha256_file, shard_name
+from shared.cli import Verb
 
-
-def finalize(cfg: ExtractConfig) -> dict:
-    """index.json for the split, once every shard is complete (else an error listing the missing ones)."""
-    missing = missing_shards(cfg.out_dir, cfg.num_shards)
-    if missing:
-        names = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise ExtractError(
-            f"{cfg.out_dir}: {len(missing)} of {cfg.num_shards} shards are not complete (shard_index {names}); run "
-            f"`python -m services.extract --config <yaml> split={cfg.split} num_shards={cfg.num_shards} "
-            "shard_index=<i>` for each (or without shard_index to run them all), then finalize again"
-        )
-    return build_index(cfg.out_dir)
-
-
-def verify(cfg: ExtractConfig) -> tuple[list[tuple[str, int, str]], bool]:
-    """Re-hash every shard against its marker. Returns ([(file, rows, status)], all ok)."""
-    rows, ok = [], True
-    for i in range(cfg.num_shards):
-        path = cfg.out_dir / shard_name(i, cfg.num_shards)
-        marker = read_marker(path)
-        if marker is None or not path.is_file():
-            status = "MISSING" if not path.is_file() else "INCOMPLETE (no done-marker)"
-        elif path.stat().st_size != marker["bytes"]:
-            status = f"BAD SIZE ({path.stat().st_size} != {marker['bytes']})"
-        else:
-            status = "ok" if sha256_file(path) == marker["sha256"] else "BAD SHA256"
-        ok &= status == "ok"
-        rows.append((path.name, int(marker["rows"]) if marker else 0, status))
-    return rows, ok
-
-
-def summary_line(stats: list, seconds: float) -> str:
-    """The run's last line: items (images + distinct strings), seconds, items/s, failures (stats: ShardStats)."""
-    items = sum(s.images + s.texts for s in stats)
-    rate = items / seconds if seconds > 0 else 0.0
-    return (f"extract: {len(stats)} shard(s) embedded, {sum(s.rows for s in stats)} rows, {items} items "
-            f"({sum(s.images for s in stats)} images + {sum(s.texts for s in stats)} distinct texts) in "
-            f"{seconds:.1f} s = {rate:.1f} items/s, {sum(s.failures for s in stats)} failures")
+VERBS = {
+    "extract": Verb(ExtractConfig, "services.extract.shard_folder:run_extract",
+                    "embed a split's images and texts into checksummed safetensors shards (+ index.json)"),
+    "finalize": Verb(ExtractConfig, "services.extract.shard_folder:run_finalize",
+                     "build index.json once every shard of the split is complete"),
+    "verify": Verb(ExtractConfig, "services.extract.shard_folder:run_verify",
+                   "re-hash every shard of the split against its done-marker and print a table"),
+}
+DEFAULT_VERB = "extract"  # `python -m services.extract --config ...` embeds

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from shared.errors import InputError
 from services.generate.config import BackendConfig
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class GenerationError(RuntimeError):
+class GenerationError(InputError):
     """A backend failure the user must act on; the message says what happened, where, and the fix."""
 
 

@@ -1,30 +1,31 @@
-"""Config dataclasses of the data-generation jobs gen_base, gen_reason and gen_eval (no heavy imports here).
+"""Settings of the data-generation verbs gen-base, gen-reason and gen-eval (no heavy imports here).
 
 One `GenerateConfig` serves the three verbs; the verb decides what a record is (docs in services/generate/README.md):
-gen_base writes a short final answer, gen_reason a `<reminder>` block followed by the short answer (validated),
-gen_eval writes `predictions.jsonl` (shared/predictions.py) with the blocks stripped from the answer.
+gen-base writes a short final answer, gen-reason a `<reminder>` block followed by the short answer (validated),
+gen-eval writes `predictions.jsonl` (shared/predictions.py) with the blocks stripped from the answer.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from shared.config import ConfigError, config_hash
 from shared.memory import MemoryConfig
-
-VERBS = ("gen_base", "gen_reason", "gen_eval")
+from shared.settings import DialogSelection, RunSettings, location_keys
 
 
 @dataclass
-class DataConfig:
-    dataset: str = "data/demo/{split}.json"  # VisDial-format JSON; `{split}` is replaced by `split`
-    split: str = "train"
-    image_root: str = "data/demo/images"  # scanned by shared.images.ImageIndex (only when images are sent)
-    rounds: Literal["all", "memory", "current", "last"] = "all"  # which rounds become records
-    max_dialogs: int = 0  # 0 = every dialog of the split
+class DataConfig(DialogSelection):
+    """The dialogs to generate for; record ids carry the split name the file declares."""
+
+    images: str = "data/demo/images"  # scanned by shared.images.ImageIndex (only when images are sent)
     caption: bool = True  # put the dataset caption at the top of the conversation
+
+    moved_keys: ClassVar[dict[str, str]] = {
+        "dataset": "give the split's file itself: data.dialogs=data/demo/val.json",
+        "split": "give the split's file itself: data.dialogs=data/demo/val.json",
+        "image_root": "it is data.images now", "max_dialogs": "it is data.limit_dialogs now (null = every dialog)"}
 
 
 @dataclass
@@ -56,8 +57,10 @@ class RetrievalConfig:
     enabled: bool = False  # give the LLM the top-k retrieved memories as a <reminder> block in the prompt
     k: int = 3
     memory: MemoryConfig = field(default_factory=MemoryConfig)
-    embeddings: str = ""  # e.g. embeddings/cpu_default/{split}: cosine relevance; "" = lexical relevance
-    idf_from: str = ""  # VisDial JSON whose Q/A texts give the saliency IDF ("" = the store's own turns)
+    # e.g. embeddings/cpu_default/{split} ({split}: the split the data file declares): cosine relevance;
+    # null = lexical relevance
+    embeddings: str | None = None
+    idf_from: str | None = None  # VisDial JSON whose Q/A texts give the saliency IDF (null = the store's own turns)
 
 
 @dataclass
@@ -68,18 +71,24 @@ class ValidationConfig:
 
 
 @dataclass
-class GenerateConfig:
+class GenerateConfig(RunSettings):
+    """One generation job; its files go to <outputs_root>/<run>/ (config.yaml, records/rejects or predictions)."""
+
+    run: str = "gen-reason"
     data: DataConfig = field(default_factory=DataConfig)
     backend: BackendConfig = field(default_factory=BackendConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
-    out_dir: str = "outputs/generate/{verb}"  # records.jsonl / predictions.jsonl + rejects.jsonl + config.yaml
-    resume: bool = True  # skip ids already written; False starts the files afresh
-    max_records: int = 0  # stop after this many generations, written or rejected (0 = no limit); not hashed
+    max_records: int | None = None  # stop after this many generations, written or rejected (null = no limit)
     log_every: int = 20
 
+    moved_keys: ClassVar[dict[str, str]] = {**RunSettings.moved_keys,
+                                            "out_dir": "outputs go to <outputs_root>/<run>/: set run=<name>"}
+    LOCATION_KEYS: ClassVar[tuple[str, ...]] = ("max_records", "log_every")
+
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.retrieval.k < 1:
             raise ConfigError(f"retrieval.k={self.retrieval.k}: must be >= 1")
         if self.backend.max_retries < 0 or self.backend.backoff_s < 0:
@@ -90,12 +99,9 @@ class GenerateConfig:
         if self.retrieval.enabled and "{reminder}" not in self.prompt.user:
             raise ConfigError("retrieval.enabled needs {reminder} in prompt.user, or the memories go nowhere")
 
-    def output_dir(self, verb: str) -> Path:
-        return Path(self.out_dir.format(verb=verb))
-
     def record_hash(self) -> str:
-        """config_hash without the run-control fields, so a resumed run with another max_records still matches."""
-        return config_hash(dataclasses.replace(self, resume=True, max_records=0, log_every=20))
+        """config_hash of what decides a record: locations and run control (resume, max_records, ...) left out, so a
+        resumed or moved run still matches."""
+        neutral = {key: getattr(GenerateConfig(), key) for key in location_keys(self)}
+        return config_hash(dataclasses.replace(self, **neutral))
 
-
-JOBS = {verb: GenerateConfig for verb in VERBS}

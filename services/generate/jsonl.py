@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from shared.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
-class RecordFileError(ValueError):
+class RecordFileError(InputError):
     """An existing output file that cannot be resumed; the message names file:line and the fix."""
 
 

@@ -1,7 +1,7 @@
 """Build one generation request: the rendered conversation, optional <reminder> block, and the pictures shown.
 
 The open round's answer is never part of a prompt: the conversation comes from shared.dialog_text (which stops at
-"A:") and the reminder from shared.memory_dialog (which retrieves before the open turn is stored).
+"A:") and the reminder from shared.memory._dialog (which retrieves before the open turn is stored).
 """
 from __future__ import annotations
 

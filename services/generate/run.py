@@ -1,6 +1,6 @@
-"""The generation loop shared by gen_base, gen_reason and gen_eval: select rounds, prompt, generate, validate, append.
+"""The generation loop shared by gen-base, gen-reason and gen-eval: select rounds, prompt, generate, validate, append.
 
-Outputs under `out_dir` (`{verb}` is replaced): config.yaml (resolved), then
+Outputs under <outputs_root>/<run>/: config.yaml (resolved), then
 - gen_base / gen_reason: records.jsonl (services/generate/schema.py) and rejects.jsonl (gen_reason responses that do
   not fit the format, with the reason; they are skipped on resume unless validation.retry_rejected);
 - gen_eval: predictions.jsonl (shared/predictions.py): answer = response with reminder/reasoning blocks stripped.
@@ -23,8 +23,7 @@ from services.generate.jsonl import JsonlLog
 from services.generate.prompts import build_prompt
 from services.generate.schema import check_reason_response, check_record, clean_answer, record_id
 from shared.config import save_config
-from shared.memory_dialog import replay_dialog
-from shared.memory_text import IdfTable
+from shared.memory import IdfTable, replay_dialog
 from shared.predictions import PredictionWriter
 from shared.visdial import load_visdial
 
@@ -86,27 +85,28 @@ class DialogEmbeddings:
 
 def run(verb: str, cfg: GenerateConfig, backend: Any = None) -> Summary:
     """Generate every selected round of the split not yet in the output; returns what was done."""
-    out = cfg.output_dir(verb)
-    save_config(cfg, out)
-    split = load_visdial(cfg.data.dataset.format(split=cfg.data.split))
+    out = cfg.run_dir
+    split = load_visdial(cfg.data.dialogs)
+    name = split.split  # the split the file declares: record ids and `{split}` in paths
     backend = backend or make_backend(cfg.backend)
     image_index = None
     if backend.accepts_images and cfg.backend.images != "none":
         from shared.images import ImageIndex
 
-        image_index = ImageIndex.scan(cfg.data.image_root)
+        image_index = ImageIndex.scan(cfg.data.images)
     retrieval = cfg.retrieval
     idf = None
     if retrieval.enabled and retrieval.idf_from:
-        idf_split = load_visdial(retrieval.idf_from.format(split=cfg.data.split))
+        idf_split = load_visdial(retrieval.idf_from.format(split=name))
         idf = IdfTable.fit(f"{r.question} {r.answer or ''}" for d in idf_split.dialogs for r in d.rounds)
-    embeddings = DialogEmbeddings(Path(retrieval.embeddings.format(split=cfg.data.split))) \
+    embeddings = DialogEmbeddings(Path(retrieval.embeddings.format(split=name))) \
         if retrieval.enabled and retrieval.embeddings else None
+    save_config(cfg, out)
 
     chash = cfg.record_hash()
     if verb == "gen_eval":
         writer = PredictionWriter(out / "predictions.jsonl", chash, resume=cfg.resume)
-        done = {f"{cfg.data.split}:{i}:{r}" for i, r in writer.done_keys()}
+        done = {f"{name}:{i}:{r}" for i, r in writer.done_keys()}
         rejects = None
     else:
         writer = JsonlLog(out / "records.jsonl", chash, cfg.resume, check=check_record)
@@ -114,12 +114,12 @@ def run(verb: str, cfg: GenerateConfig, backend: Any = None) -> Summary:
         done = writer.ids | (set() if cfg.validation.retry_rejected else rejects.ids)
     summary = Summary(out_dir=out)
     started = time.perf_counter()
-    dialogs = split.dialogs[: cfg.data.max_dialogs or None]
+    dialogs = split.dialogs[: cfg.data.limit_dialogs]
     try:
         for dialog in dialogs:
             todo = []
             for rnd in selected_rounds(dialog, cfg.data.rounds):
-                if record_id(cfg.data.split, dialog.image_id, rnd.round_id) in done:
+                if record_id(name, dialog.image_id, rnd.round_id) in done:
                     summary.skipped += 1
                 else:
                     todo.append(rnd)
@@ -136,7 +136,7 @@ def run(verb: str, cfg: GenerateConfig, backend: Any = None) -> Summary:
                 prompt = build_prompt(cfg, dialog, rnd, None if memories is None else memories[rnd.round_id],
                                       image_index, backend.accepts_images)
                 response = backend.generate(prompt.request)
-                _store(verb, cfg, writer, rejects, summary, dialog, rnd, prompt, response, backend)
+                _store(verb, cfg, name, writer, rejects, summary, dialog, rnd, prompt, response, backend)
                 if cfg.log_every and summary.written and summary.written % cfg.log_every == 0:
                     rate = (time.perf_counter() - started) / summary.written
                     log.info("%s: %d written, %d rejected, %.2f s/record", verb, summary.written,
@@ -149,13 +149,13 @@ def run(verb: str, cfg: GenerateConfig, backend: Any = None) -> Summary:
         log.info(summary.line(verb))
 
 
-def _store(verb, cfg, writer, rejects, summary, dialog, rnd, prompt, response, backend) -> None:
+def _store(verb, cfg, split_name, writer, rejects, summary, dialog, rnd, prompt, response, backend) -> None:
     answer = clean_answer(response)
     if verb == "gen_eval":
         writer.write([{"image_id": dialog.image_id, "round_id": rnd.round_id, "answer": answer, "raw": response}])
         summary.written += 1
         return
-    rid = record_id(cfg.data.split, dialog.image_id, rnd.round_id)
+    rid = record_id(split_name, dialog.image_id, rnd.round_id)
     if verb == "gen_reason":
         problem = check_reason_response(response, cfg.validation.max_answer_words, cfg.validation.require_reminder)
         if problem:
@@ -169,3 +169,13 @@ def _store(verb, cfg, writer, rejects, summary, dialog, rnd, prompt, response, b
         "reference": rnd.answer, "images": prompt.image_ids, "backend": backend.kind, "model": backend.model,
     })
     summary.written += 1
+
+
+def _verb(verb: str):
+    def run_verb(cfg: GenerateConfig) -> None:
+        print(run(verb, cfg).line(verb.replace("_", "-")))
+    return run_verb
+
+
+# The three verbs (services/generate/verbs.py); `prompt_kind` in records keeps the underscore names.
+gen_base, gen_reason, gen_eval = _verb("gen_base"), _verb("gen_reason"), _verb("gen_eval")

@@ -1,25 +1,13 @@
-"""`python -m services.train <verb> --config <yaml> [a.b=value ...]`: each verb's module is imported only when run."""
-from __future__ import annotations
-
-import importlib
+"""`python -m services.train <verb> --config FILE [key=value ...]`; the verbs are in services/train/verbs.py."""
 import sys
 
-VERBS = {
-    "bridge": "services.train.bridge_train",
-    "infer": "services.train.bridge_infer",
-    "prepare-checkpoints": "services.train.checkpoints",
-    "finetune": "services.train.finetune",
-    "finetune-infer": "services.train.finetune_infer",
-}
+from services.train.verbs import RENAMED, VERBS
+from shared.cli import run_cli
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in VERBS:
-        print(f"usage: python -m services.train {{{'|'.join(VERBS)}}} --config <yaml> [key=value ...]", file=sys.stderr)
-        return 2
-    module = importlib.import_module(VERBS[argv[0]])
-    return int(module.main(argv[1:]) or 0)
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("train", VERBS, sys.argv[1:] if argv is None else argv, renamed=RENAMED)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

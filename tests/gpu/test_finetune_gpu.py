@@ -11,28 +11,28 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 def test_two_unsloth_steps_then_generate(tmp_path):
-    from services.train.finetune import run
-    from services.train.finetune_config import FinetuneConfig, FinetuneInferConfig
-    from services.train.finetune_infer import Predictor, predict_split
-    from services.train.finetune_tiny import build_tiny_gemma3
+    from services.train.finetune.train import run
+    from services.train.finetune.config import FinetuneConfig, FinetuneInferConfig
+    from services.train.finetune.infer import Predictor, predict_split
+    from services.train.finetune.tiny import build_tiny_gemma3
     from shared.config import load_config
     from shared.predictions import read_predictions
     from tests.unit.train.test_finetune_data import write_split
 
     dialogs, images = write_split(tmp_path)
     model = build_tiny_gemma3(tmp_path / "tiny-gemma3", hidden=128, layers=2)
-    roots = [f"outputs_root={tmp_path / 'outputs'}", f"checkpoints_root={tmp_path / 'checkpoints'}"]
+    roots = [f"outputs_root={tmp_path / 'outputs'}"]
     cfg = load_config(FinetuneConfig, None, [
         "run=unsloth2", *roots, "backend=unsloth", f"model.path={model}", "model.load_in_4bit=true",
-        "model.dtype=bfloat16", f"data.dialogs={dialogs}", f"data.images={images}", "train.max_steps=2",
-        "train.batch_size=2", "train.grad_accum=1", "train.optim=adamw_8bit", "train.precision=bf16",
-        "train.max_seq_length=512", "train.num_workers=0"])
+        "model.dtype=bfloat16", "model.max_seq_length=512", f"data.dialogs={dialogs}", f"data.images={images}",
+        "data.num_workers=0", "optim.max_steps=2", "optim.batch_size=2", "optim.micro_batch_size=2",
+        "optim.optimizer=adamw_8bit", "optim.precision=bf16"])
     summary = run(cfg)
     assert summary["backend"] == "unsloth" and summary["finished"] and summary["step"] == 2
-    run_dir = tmp_path / "checkpoints" / "unsloth2"
+    run_dir = tmp_path / "outputs" / "unsloth2" / "adapter"
     assert json.loads((run_dir / "adapter_config.json").read_text())["r"] == 16
     assert (run_dir / "adapter_model.safetensors").is_file()
-    infer = load_config(FinetuneInferConfig, None, ["run=unsloth2", *roots, "device=cuda", f"dialogs={dialogs}",
+    infer = load_config(FinetuneInferConfig, None, ["run=unsloth2", *roots, "device=cuda", f"data.dialogs={dialogs}",
                                                     f"images={images}", "max_new_tokens=4"])
     rows = read_predictions(predict_split(infer, Predictor(infer)))
     assert len(rows) == 6

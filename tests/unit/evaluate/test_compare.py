@@ -8,6 +8,7 @@ from services.evaluate.__main__ import main
 from services.evaluate.compare import CompareError, compare
 from services.evaluate.config import BertScoreConfig, BootstrapConfig, CompareConfig, EvaluateConfig
 from services.evaluate.evaluator import evaluate
+from shared.config import ConfigError
 
 VAL_SAMPLE = Path(__file__).resolve().parents[3] / "tests/assets/visdial_v1_real_sample/visdial_1.0_val.small.json"
 
@@ -26,7 +27,7 @@ def two_runs(tmp_path_factory, val_split, rows_for, write_jsonl):
 def test_compare_cli_writes_delta_table_and_bars(two_runs, capsys):
     out = two_runs / "cmp"
     runs = [str(two_runs / "random" / "eval"), str(two_runs / "oracle" / "eval")]
-    assert main(["compare", *runs, "--out", str(out)]) == 0
+    assert main(["compare", f"runs=[{runs[0]},{runs[1]}]", f"out={out}"]) == 0
     result = json.loads((out / "compare.json").read_text())
     assert [r["name"] for r in result["runs"]] == ["random", "oracle"]
     r1 = result["metrics"]["r@1"]
@@ -47,5 +48,5 @@ def test_default_out_folder_sits_beside_the_runs(two_runs):
 def test_compare_needs_finished_evaluations(tmp_path, two_runs):
     with pytest.raises(CompareError, match="report.json: not found"):
         compare(CompareConfig(runs=[str(two_runs / "random" / "eval"), str(tmp_path)]))
-    with pytest.raises(CompareError, match="at least two"):
+    with pytest.raises(ConfigError, match="two or more evaluation folders"):
         compare(CompareConfig(runs=[str(two_runs / "random" / "eval")]))

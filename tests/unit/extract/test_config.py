@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from services.extract.config import DEFAULT_VERB, JOBS, ExtractConfig
+from services.extract.config import ExtractConfig
+from services.extract.verbs import DEFAULT_VERB, VERBS
 from shared.config import ConfigError, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs/extract").glob("*.yaml"))
@@ -14,7 +15,7 @@ def test_shipped_config_loads_and_states_its_command(path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("# python -m services.extract ") and f"--config configs/extract/{path.name}" in first
     words = [w for w in first.split()[4:] if not w.startswith("--") and "=" not in w and not w.endswith(".yaml")]
-    cfg = load_config(JOBS[words[0] if words else DEFAULT_VERB], path)
+    cfg = load_config(VERBS[words[0] if words else DEFAULT_VERB].config, path)
     assert cfg.encoder.name in ("cpu_default", "imagebind_huge")
 
 

@@ -8,7 +8,7 @@ from services.extract import pipeline
 from services.extract.config import EncoderConfig, ExtractConfig
 from services.extract.encoders import build_encoder
 from shared.config import load_config
-from shared.safetensors_io import read_header
+from shared.shards._safetensors import read_header
 from shared.shards import ShardSet
 from shared.visdial import load_visdial
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from services.extract import pipeline, verbs
+from services.extract import pipeline, shard_folder
 from services.extract.__main__ import main as cli
 from services.extract.config import ExtractConfig
 from services.extract.encoders import build_encoder
@@ -98,7 +98,7 @@ def test_four_shards_then_finalize_equal_one_run(tmp_path, tiny_checkpoint):
                                      out_root=tmp_path / "parts"))
     parts_cfg = tiny_config(tmp_path, tiny_checkpoint, split="train", num_shards=4, out_root=tmp_path / "parts")
     assert not (parts_cfg.out_dir / "index.json").exists()  # single-shard jobs never finalize on their own
-    verbs.finalize(parts_cfg)
+    shard_folder.finalize(parts_cfg)
     a, b = ShardSet(whole.out_dir, verify=True), ShardSet(parts_cfg.out_dir, verify=True)
     assert b.index["num_shards"] == 4 and len(a) == len(b) == 10
     assert a.tensor_names == b.tensor_names
@@ -125,7 +125,7 @@ def test_finalize_lists_missing_shards(tmp_path, tiny_checkpoint):
     make_split(tmp_path / "data", "train", dialogs=6)
     pipeline.extract(tiny_config(tmp_path, tiny_checkpoint, split="train", num_shards=3, shard_index=1))
     with pytest.raises(ExtractError, match=r"2 of 3 shards are not complete \(shard_index 0, 2\)"):
-        verbs.finalize(tiny_config(tmp_path, tiny_checkpoint, split="train", num_shards=3))
+        shard_folder.finalize(tiny_config(tmp_path, tiny_checkpoint, split="train", num_shards=3))
 
 
 def test_cli_verify_prints_a_table_and_catches_corruption(tmp_path, tiny_checkpoint, capsys):
@@ -148,4 +148,6 @@ def test_cli_verify_prints_a_table_and_catches_corruption(tmp_path, tiny_checkpo
 
 def test_cli_rejects_unknown_verb(capsys):
     assert cli(["embed-all", "--config", "configs/extract/cpu_default.yaml"]) == 2
-    assert "unknown command" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == (
+        "extract: error: unknown verb 'embed-all'; fix: choose one of extract, finalize, verify "
+        "(`python -m services.extract --help` lists them)")

@@ -58,11 +58,11 @@ def dataset(tmp_path: Path) -> Path:
     return data
 
 
-def make_config(dataset: Path, out: Path, **backend) -> GenerateConfig:
-    cfg = GenerateConfig()
-    cfg.data.dataset = str(dataset / "{split}.json")
-    cfg.data.image_root = str(dataset / "images")
-    cfg.out_dir = str(out / "{verb}")
+def make_config(dataset: Path, out: Path, split: str = "train", **backend) -> GenerateConfig:
+    """A config over `dataset`/<split>.json writing to `out`/gen/."""
+    cfg = GenerateConfig(run="gen", outputs_root=str(out))
+    cfg.data.dialogs = str(dataset / f"{split}.json")
+    cfg.data.images = str(dataset / "images")
     cfg.backend.max_retries, cfg.backend.backoff_s = 2, 0.01
     for key, value in backend.items():
         setattr(cfg.backend, key, value)

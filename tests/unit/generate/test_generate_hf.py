@@ -58,7 +58,7 @@ def test_hf_gen_base_writes_valid_records_of_new_tokens_only(dataset, tmp_path, 
     cfg = make_config(dataset, tmp_path / "out", kind="hf", model=str(tiny_lm), max_new_tokens=6)
     summary = run("gen_base", cfg)
     assert summary.written == ROUNDS and summary.skipped == 0
-    lines = (tmp_path / "out/gen_base/records.jsonl").read_text().splitlines()
+    lines = (tmp_path / "out/gen/records.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [check_record(r) for r in records] == [None] * ROUNDS
     backend = make_backend(cfg.backend)
@@ -73,7 +73,7 @@ def test_hf_gen_base_writes_valid_records_of_new_tokens_only(dataset, tmp_path, 
         assert record["reference"] not in record["conversation"]
     request = Request(cfg.prompt.system, records[-1]["conversation"])
     assert backend.generate(request) == backend.generate(request)  # seeded: a resumed run regenerates the same
-    assert (tmp_path / "out/gen_base/config.yaml").is_file()
+    assert (tmp_path / "out/gen/config.yaml").is_file()
 
 
 def test_hf_gen_reason_rejects_responses_without_a_reminder(dataset, tmp_path, tiny_lm):
@@ -82,7 +82,7 @@ def test_hf_gen_reason_rejects_responses_without_a_reminder(dataset, tmp_path, t
     cfg.prompt.user = "{reminder}\n{conversation}"
     summary = run("gen_reason", cfg)  # a random model never writes a <reminder> block
     assert summary.written == 0 and sum(summary.rejected.values()) == ROUNDS
-    rejects = [json.loads(x) for x in (tmp_path / "out/gen_reason/rejects.jsonl").read_text().splitlines()]
+    rejects = [json.loads(x) for x in (tmp_path / "out/gen/rejects.jsonl").read_text().splitlines()]
     assert {r["reason"] for r in rejects} <= {"no <reminder> block", "text before the <reminder> block (the block "
                                               "must come first)", "<reminder> block is never closed"}
     again = run("gen_reason", cfg)  # rejected ids count as done unless validation.retry_rejected

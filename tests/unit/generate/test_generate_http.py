@@ -50,7 +50,7 @@ def test_ollama_gen_reason_sends_images_and_reminders_and_retries_a_500(dataset,
         summary = run("gen_reason", cfg)
     assert summary.written == ROUNDS and calls["n"] == ROUNDS + 1
     assert "HTTP 500" in caplog.text and "retry 1/2" in caplog.text
-    records = [json.loads(x) for x in (tmp_path / "out/gen_reason/records.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (tmp_path / "out/gen/records.jsonl").read_text().splitlines()]
     assert all(check_record(r) is None for r in records) and records[0]["answer"] == "red"
     bodies = [r.body for r in server.requests[1:]]
     assert all(b["model"] == "gemma3:27b" and b["options"]["num_predict"] == cfg.backend.max_new_tokens for b in bodies)
@@ -68,16 +68,15 @@ def test_ollama_gen_reason_sends_images_and_reminders_and_retries_a_500(dataset,
 def test_openai_gen_eval_with_key_writes_predictions(dataset, tmp_path, servers, monkeypatch):
     monkeypatch.setenv("VDM_TEST_KEY", "sk-test-0123456789")
     server = servers("openai", lambda body, headers: (200, REASONED))
-    cfg = make_config(dataset, tmp_path / "out", kind="openai", model="gpt-test", base_url=server.url,
+    cfg = make_config(dataset, tmp_path / "out", split="val", kind="openai", model="gpt-test", base_url=server.url,
                       api_key_env="VDM_TEST_KEY", images="current")
-    cfg.data.split = "val"
     summary = run("gen_eval", cfg)
     assert summary.written == ROUNDS
     assert {r.headers["authorization"] for r in server.requests} == {"Bearer sk-test-0123456789"}
     assert all(len(sent_images(r.body)) == 1 for r in server.requests)
-    rows = read_predictions(tmp_path / "out/gen_eval/predictions.jsonl")
+    rows = read_predictions(tmp_path / "out/gen/predictions.jsonl")
     assert len(rows) == ROUNDS and {(r["answer"], r["raw"]) for r in rows} == {("red", REASONED)}
-    assert "sk-test" not in (tmp_path / "out/gen_eval/config.yaml").read_text()
+    assert "sk-test" not in (tmp_path / "out/gen/config.yaml").read_text()
 
 
 def test_openai_401_is_a_clear_error_and_never_shows_the_key(dataset, tmp_path, servers, monkeypatch, capsys, caplog):
@@ -88,13 +87,12 @@ def test_openai_401_is_a_clear_error_and_never_shows_the_key(dataset, tmp_path, 
         return 401, f"Incorrect API key provided: {headers.get('authorization', '')}"
 
     server = servers("openai", echo_key)
-    dataset_arg = str(dataset / "{split}.json")
     with caplog.at_level(logging.DEBUG):
-        rc = main(["gen_base", f"data.dataset={dataset_arg}", f"data.image_root={dataset / 'images'}",
+        rc = main(["gen-base", f"data.dialogs={dataset / 'train.json'}", f"data.images={dataset / 'images'}",
                    "backend.kind=openai", "backend.model=gpt-test", f"backend.base_url={server.url}",
-                   "backend.api_key_env=VDM_TEST_KEY", f"out_dir={tmp_path / 'out'}/{{verb}}"])
+                   "backend.api_key_env=VDM_TEST_KEY", f"outputs_root={tmp_path / 'out'}"])
     out = capsys.readouterr()
-    assert rc == 1 and len(server.requests) == 1  # 401 is not retried
+    assert rc == 2 and len(server.requests) == 1  # 401 is not retried; a bad key is the user's to fix
     assert "HTTP 401" in out.err and f"{server.url}/chat/completions" in out.err and "VDM_TEST_KEY" in out.err
     everything = out.out + out.err + caplog.text + "".join(p.read_text() for p in (tmp_path / "out").rglob("*.*"))
     assert secret not in everything and "***" in out.err
@@ -128,7 +126,7 @@ def test_resume_after_a_crash_has_no_duplicates_and_no_loss(dataset, tmp_path, s
     cfg = make_config(dataset, tmp_path / "out", kind="ollama", base_url=server.url, max_retries=0)
     with pytest.raises(GenerationError, match="HTTP 503"):
         run("gen_base", cfg)  # dies after 4 records
-    path = tmp_path / "out/gen_base/records.jsonl"
+    path = tmp_path / "out/gen/records.jsonl"
     assert len(path.read_text().splitlines()) == 4
     with path.open("a") as f:
         f.write('{"id": "train:21:1", "image_id": 21, "round_')  # a torn line from a kill mid-write

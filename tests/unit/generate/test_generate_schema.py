@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.generate.config import JOBS, GenerateConfig
+from services.generate.config import GenerateConfig
+from services.generate.verbs import VERBS
 from services.generate.prompts import fill, images_shown
 from services.generate.run import selected_rounds
 from services.generate.schema import check_reason_response, check_record, clean_answer, record_id
@@ -53,13 +54,15 @@ def test_check_reason_response(response, problem):
 
 
 def test_shipped_configs_load_and_hash_ignores_run_control():
-    for verb in JOBS:
-        path = REPO / f"configs/generate/{verb}.yaml"
+    for verb in VERBS:
+        path = REPO / f"configs/generate/{verb.replace('-', '_')}.yaml"
         header = f"# python -m services.generate {verb} --config {path.relative_to(REPO)}"
         assert path.read_text().splitlines()[0] == header
-        cfg = load_config(JOBS[verb], path)
-        assert cfg.record_hash() == dataclasses.replace(cfg, max_records=7, resume=False).record_hash()
-        assert cfg.record_hash() != load_config(JOBS[verb], path, ["backend.temperature=0.7"]).record_hash()
+        cfg = load_config(VERBS[verb].config, path)
+        assert cfg.record_hash() == dataclasses.replace(cfg, max_records=7, resume=False,
+                                                        outputs_root="/moved").record_hash()
+        assert cfg.record_hash() != load_config(VERBS[verb].config, path,
+                                                ["backend.temperature=0.7"]).record_hash()
 
 
 def test_config_errors_explain_the_fix():

@@ -14,13 +14,21 @@ import pytest
 
 from services.cluster.__main__ import main
 from services.cluster.commands import with_resume
-from services.cluster.config import ClusterConfig
+from services.cluster.config import ClusterJobConfig
 from services.cluster.render import array_spec, fill
 from shared.config import ConfigError, load_config
 from shared.shards import shard_name, write_shard
 
 ROOT = Path(__file__).resolve().parents[3]
-EXTRACT = ["extract", "--config", "configs/extract/cpu_default.yaml", "--num-shards", "4"]
+
+
+@pytest.fixture
+def extract_job(tmp_path) -> list[str]:
+    """`--config <a cluster YAML>` submitting the demo extraction as 4 shards."""
+    path = tmp_path / "extract_cluster.yaml"
+    path.write_text("stage:\n  service: extract\n  config: configs/extract/cpu_default.yaml\n"
+                    "cluster:\n  num_shards: 4\n")
+    return ["--config", str(path)]
 
 
 def fake_shard(out_dir: Path, i: int, n: int) -> None:
@@ -42,12 +50,13 @@ def run_cli(capsys, *argv: str) -> tuple[int, list[str], str]:
                   if line.startswith("would run: ")], out + err
 
 
-def test_only_shards_without_a_done_marker_are_planned(tmp_path, capsys):
+def test_only_shards_without_a_done_marker_are_planned(tmp_path, capsys, extract_job):
     shard_dir = tmp_path / "cpu_default" / "val"
     fake_shard(shard_dir, 0, 4)
     fake_shard(shard_dir, 2, 4)
     (shard_dir / shard_name(1, 4)).write_bytes(b"half a shard")  # no marker: incomplete, so planned again
-    code, jobs, out = run_cli(capsys, "submit", *EXTRACT, "--dry-run", "split=val", f"out_root={tmp_path}")
+    code, jobs, out = run_cli(capsys, "submit", *extract_job, "dry_run=true", "stage.overrides.split=val",
+                              f"stage.overrides.out_root={tmp_path}")
     assert code == 0, out
     assert "2/4 shards complete, missing [1, 3]" in out
     shard_jobs, finalize = jobs[:-1], jobs[-1]
@@ -57,37 +66,42 @@ def test_only_shards_without_a_done_marker_are_planned(tmp_path, capsys):
     assert all(f"out_root={tmp_path}" in j and "split=val" in j for j in jobs)
 
 
-def test_container_wraps_every_job_and_gpus_add_nv(capsys, tmp_path):
-    code, jobs, out = run_cli(capsys, "submit", *EXTRACT, "--dry-run", "--container", "vdmem-extract.sif",
-                              "--gpus-per-node", "1", f"out_root={tmp_path}")
+def test_container_wraps_every_job_and_gpus_add_nv(capsys, tmp_path, extract_job):
+    code, jobs, out = run_cli(capsys, "submit", *extract_job, "dry_run=true", "cluster.container=vdmem-extract.sif",
+                              "cluster.job.gpus_per_node=1", f"stage.overrides.out_root={tmp_path}")
     assert code == 0, out
     assert jobs[0][:6] == ["apptainer", "exec", "--nv", "vdmem-extract.sif", "python", "-m"]
     assert jobs[-1][:4] == ["apptainer", "exec", "vdmem-extract.sif", "python"]  # finalize needs no GPU
-    code, jobs, _ = run_cli(capsys, "submit", *EXTRACT, "--dry-run", "--python", "/opt/env/bin/python",
-                            f"out_root={tmp_path}")
+    code, jobs, _ = run_cli(capsys, "submit", *extract_job, "dry_run=true", "cluster.python=/opt/env/bin/python",
+                            f"stage.overrides.out_root={tmp_path}")
     assert jobs[0][0] == "/opt/env/bin/python"
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["submit", *EXTRACT, "--dry-run", "shard_index=3"], "the launcher sets shard_index"),
-    (["submit", *EXTRACT, "--dry-run", "encoder.nmae=x"], "unknown key encoder.nmae"),
-    (["submit", *EXTRACT, "--dry-run", "--cpus-per-task", "0"], "cpus_per_task >= 1"),
-    (["submit", "extrct", "--config", "configs/extract/cpu_default.yaml"], "unknown stage 'extrct'"),
-    (["submit", "--config", "configs/extract/cpu_default.yaml"], "name the stage: `submit extract"),
-    (["submit", "train", "--verb", "prepare-checkpoints", "--config", "configs/train/checkpoints_demo.yaml",
-      "--dry-run"], "the requeued job would fail"),
+@pytest.mark.parametrize(("args", "message"), [
+    (["stage.overrides.shard_index=3"], "the launcher sets shard_index"),
+    (["stage.overrides.encoder.nmae=x"], "unknown key encoder.nmae"),
+    (["cluster.job.cpus_per_task=0"], "cpus_per_task >= 1"),
+    (["stage.service=extrct"], "'extrct' is not one of ['extract', 'train']"),
+    (["stage.config=configs/extract/absent.yaml"], "configs/extract/absent.yaml does not exist"),
+    (["stage.service=train", "stage.verb=prepare-weights", "stage.config=configs/train/weights_demo.yaml"],
+     "the requeued job would fail"),
+    (["stage.service=train", "stage.verb=bridg", "stage.config=configs/train/bridge_demo.yaml"],
+     "stage.verb='bridg' is not a verb of services.train"),
+    (["--partition", "gpu"], "unknown option --partition"),
 ])
-def test_bad_requests_fail_before_anything_is_submitted(capsys, argv, message):
-    code, jobs, out = run_cli(capsys, *argv)
-    assert code == 2 and message in out and jobs == []
+def test_bad_requests_fail_before_anything_is_submitted(capsys, extract_job, args, message):
+    code, jobs, out = run_cli(capsys, "submit", *extract_job, "dry_run=true", *args)
+    assert code == 2 and message in out and jobs == [], out
+    assert len(out.strip().splitlines()) == 1 and "; fix: " in out  # one line with the fix, no traceback
 
 
-def test_rendered_extract_scripts_are_valid_bash(tmp_path, capsys):
+def test_rendered_extract_scripts_are_valid_bash(tmp_path, capsys, extract_job):
     shard_dir = tmp_path / "emb" / "cpu_default" / "val"
     fake_shard(shard_dir, 0, 4)
     fake_shard(shard_dir, 2, 4)
-    code, _, out = run_cli(capsys, "render", *EXTRACT, "--partition", "gpu", "--gpus-per-node", "1", "--mem-gb", "32",
-                           "--out", str(tmp_path / "sbatch"), "split=val", f"out_root={tmp_path / 'emb'}")
+    code, _, out = run_cli(capsys, "render", *extract_job, "cluster.job.partition=gpu", "cluster.job.gpus_per_node=1",
+                           "cluster.job.mem_gb=32", f"out={tmp_path / 'sbatch'}", "stage.overrides.split=val",
+                           f"stage.overrides.out_root={tmp_path / 'emb'}")
     assert code == 0, out
     array = (tmp_path / "sbatch" / "extract_array.sbatch").read_text()
     for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --mem=32G", f"cd {ROOT}"):
@@ -103,7 +117,7 @@ def test_rendered_extract_scripts_are_valid_bash(tmp_path, capsys):
 
 def test_rendered_train_script_requeues_with_resume(tmp_path, capsys):
     code, _, out = run_cli(capsys, "render", "--config", "configs/cluster/finetune_gemma3_gpu.yaml",
-                           "--out", str(tmp_path))
+                           f"out={tmp_path}")
     assert code == 0, out
     script = (tmp_path / "train.sbatch").read_text()
     for line in ("#SBATCH --requeue", "#SBATCH --signal=B:USR1@300", "#SBATCH --gpus-per-node=1",
@@ -116,11 +130,11 @@ def test_rendered_train_script_requeues_with_resume(tmp_path, capsys):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "cluster").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_cluster_config_plans_a_submission(path, capsys, tmp_path):
-    code, jobs, out = run_cli(capsys, "submit", "--config", str(path.relative_to(ROOT)), "--dry-run",
-                              "--logs-dir", str(tmp_path))
+    code, jobs, out = run_cli(capsys, "submit", "--config", str(path.relative_to(ROOT)), "dry_run=true",
+                              f"cluster.logs_dir={tmp_path}")
     assert code == 0 and jobs, out
-    cfg = load_config(ClusterConfig, path)
-    assert cfg.stage is not None and (ROOT / cfg.stage_config).is_file()
+    cfg = load_config(ClusterJobConfig, path)
+    assert (ROOT / cfg.stage.config).is_file()
 
 
 def test_array_spec_collapses_runs_and_throttles():
@@ -143,8 +157,19 @@ def test_resume_override_is_added_once():
     assert with_resume(with_resume(["x"], "resume=true"), "resume=true") == ["x", "resume=true"]
 
 
-def test_cluster_config_rejects_half_a_submission(tmp_path):
+def test_cluster_config_of_the_old_shape_says_where_the_keys_went(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text("stage: extract\n")
-    with pytest.raises(ConfigError, match="stage and stage_config go together"):
-        load_config(ClusterConfig, path)
+    path.write_text("stage_config: configs/extract/cpu_default.yaml\n")
+    with pytest.raises(ConfigError, match="two sections now: stage .* and cluster"):
+        load_config(ClusterJobConfig, path)
+    path.write_text("cluster:\n  num_shards: 2\n")
+    with pytest.raises(ConfigError, match="stage.config is required"):
+        load_config(ClusterJobConfig, path)
+
+
+def test_stage_overrides_become_key_value_words():
+    from services.cluster.config import StageSettings
+
+    stage = StageSettings(config="x.yaml", overrides={"split": "val", "encoder": {"image_size": 96},
+                                                     "texts": {"answers": False}, "binds": ["a", "b"]})
+    assert stage.override_args() == ["split=val", "encoder.image_size=96", "texts.answers=false", "binds=[a, b]"]

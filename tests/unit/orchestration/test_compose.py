@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import load_config, split_cli
+from shared.cli import parse_argv
+from shared.config import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "compose.yaml"
@@ -100,12 +101,11 @@ def job_of(argv: list[str]) -> tuple[type, Path, list[str], list[str]]:
     """The config class, config file and overrides that `python -m services.<x> ...` would load."""
     assert argv[:2] == ["python", "-m"] and argv[2].startswith("services."), argv
     service = argv[2].removeprefix("services.")
-    config, overrides, words = split_cli(argv[3:])
-    module = importlib.import_module(f"services.{service}.config")
-    jobs = module.JOBS
-    verb = words[0] if words else getattr(module, "DEFAULT_VERB", None) or (
-        next(iter(jobs)) if len(jobs) == 1 else service)
-    return jobs[verb], ROOT / config, overrides, words
+    words = argv[3:]
+    module = importlib.import_module(f"services.{service}.verbs")
+    verb = words.pop(0) if words and words[0] in module.VERBS else getattr(module, "DEFAULT_VERB", None)
+    config, overrides, rest, _ = parse_argv(words)
+    return module.VERBS[verb].config, ROOT / config, overrides, [verb, *rest]
 
 
 @pytest.mark.parametrize("name", sorted(GPU_SERVICES | CPU_SERVICES | {"evaluate"}))

@@ -11,7 +11,8 @@ from typing import Literal, Optional
 
 import pytest
 
-from shared.config import ConfigError, config_hash, load_config, parse_overrides, save_config, split_cli
+from shared.cli import parse_argv
+from shared.config import REQUIRED, ConfigError, config_hash, load_config, parse_overrides, save_config
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -75,11 +76,20 @@ def test_optional_fields_and_optional_nested_dataclass():
     ("tags=x", r"tags: expected a list, got 'x'"),
     ("optim.betas=[0.9, x]", r"optim.betas\[1\]: expected float, got 'x'"),
     ("out=[1]", r"out: expected a path, got \[1\]"),
-    ("name=yes", r"name: expected str, got True \(bool\)"),  # YAML 1.1 reads yes as a bool
 ])
 def test_type_errors_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(Job, None, [override])
+
+
+def test_a_string_setting_takes_the_command_line_text_verbatim(tmp_path):
+    """YAML would read `yes` as a bool, `007` as 7 and `Q: a\nA:` as a mapping; a str setting wants the text."""
+    assert load_config(Job, None, ["name=yes"]).name == "yes"
+    assert load_config(Job, None, ["name=007"]).name == "007"
+    assert load_config(Job, None, ["name=Q: hi\\nA:"]).name == "Q: hi\\nA:"
+    assert load_config(Job, None, ["eval_optim=null"]).eval_optim is None  # non-str settings are still parsed
+    with pytest.raises(ConfigError, match=r"name: expected str, got True \(bool\)"):  # in a YAML file, yes is a bool
+        load_config(Job, write(tmp_path, "name: yes\n"))
 
 
 def test_literal_choices_are_listed():
@@ -91,17 +101,17 @@ def test_literal_choices_are_listed():
 
 
 def test_unknown_keys_list_the_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match=r"job.yaml: unknown key stpes; valid keys: eval_optim, fast, level, name, "
-                                          r"optim, out, steps, tags"):
+    with pytest.raises(ConfigError, match=r"job.yaml: unknown key stpes; fix: did you mean steps\? valid keys: "
+                                          r"eval_optim, fast, level, name, optim, out, steps, tags"):
         load_config(Job, write(tmp_path, "stpes: 3\n"))
-    with pytest.raises(ConfigError, match=r"unknown key optim.rate; valid keys under optim: betas, lr, schedule, "
+    with pytest.raises(ConfigError, match=r"unknown key optim.rate; fix: valid keys under optim: betas, lr, schedule, "
                                           r"warmup"):
         load_config(Job, None, ["optim.rate=0.1"])
 
 
 def test_retired_keys_of_saved_configs_load_and_only_those(tmp_path):
     """A config saved before a key was removed (MemoryConfig's prefilter_*) still loads; other unknown keys fail."""
-    from shared.memory_config import MemoryConfig
+    from shared.memory._config import MemoryConfig
 
     saved = write(tmp_path, "prefilter_dims: 96\nprefilter_shortlist: 20000\nhalf_life: 2.0\n")
     assert load_config(MemoryConfig, saved).half_life == 2.0
@@ -110,16 +120,31 @@ def test_retired_keys_of_saved_configs_load_and_only_those(tmp_path):
 
 
 def test_file_problems_are_clear(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist; the shipped ones are under configs/"):
+    with pytest.raises(ConfigError, match="does not exist; fix: the shipped ones are under configs/"):
         load_config(Job, tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(Job, write(tmp_path, "name: [unclosed\n"))
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(Job, write(tmp_path, "- a\n- b\n"))
-    assert load_config(Job, write(tmp_path, "")) == Job()  # an empty file means all defaults
+    with pytest.raises(ConfigError, match="holds no settings"):  # an empty file is never meant: never all defaults
+        load_config(Job, write(tmp_path, "# only a comment\n"))
     with pytest.raises(ConfigError, match="path"):
         load_config(Required)
     assert load_config(Required, None, ["path=x"]).path == "x"
+
+
+@dataclass
+class WithRequired:
+    data: str = REQUIRED
+    limit: int | None = None
+
+
+def test_required_settings_are_named_when_missing():
+    with pytest.raises(ConfigError, match=r"data is required; fix: set it in the YAML or on the command line: "
+                                          r"data=<value>"):
+        load_config(WithRequired)
+    assert load_config(WithRequired, None, ["data=a.json"]).data == "a.json"
+    assert load_config(WithRequired, check_required=False).data == REQUIRED  # --help shows the defaults
 
 
 def test_path_fields_are_paths_and_save(tmp_path):
@@ -152,14 +177,17 @@ def test_config_hash_is_stable_and_sensitive():
     assert other.stdout.strip() == config_hash(cfg)  # no dependence on hash randomisation or dict order
 
 
-def test_split_cli_and_overrides():
-    assert split_cli(["bridge", "--config", "c.yaml", "a.b=1", "x=y=z", "--dry-run"]) == \
-        ("c.yaml", ["a.b=1", "x=y=z"], ["bridge", "--dry-run"])
-    assert split_cli(["--config=c.yaml"]) == ("c.yaml", [], [])
-    assert split_cli([]) == (None, [], [])
+def test_argv_and_overrides():
+    assert parse_argv(["--config", "c.yaml", "a.b=1", "x=y=z", "word"]) == \
+        ("c.yaml", ["a.b=1", "x=y=z"], ["word"], False)
+    assert parse_argv(["--config=c.yaml", "--help"]) == ("c.yaml", [], [], True)
+    assert parse_argv([]) == (None, [], [], False)
     with pytest.raises(ConfigError, match="--config needs a path"):
-        split_cli(["--config"])
-    assert parse_overrides(["a.b=1", "a.c=[1, 2]", "d=", "e=x=y"]) == {"a": {"b": 1, "c": [1, 2]}, "d": "", "e": "x=y"}
+        parse_argv(["--config"])
+    with pytest.raises(ConfigError, match="unknown option --dry-run; fix: "):
+        parse_argv(["--dry-run"])
+    assert parse_overrides(["a.b=1", "a.c=[1, 2]", "d=", "e=x=y"]) == \
+        {"a": {"b": "1", "c": "[1, 2]"}, "d": "", "e": "x=y"}  # the text; parsed against the setting's type
     with pytest.raises(ConfigError, match="not of the form"):
         parse_overrides(["=3"])
     with pytest.raises(ConfigError, match="conflicts with an earlier override of a"):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, load_config, split_cli
+from shared.cli import parse_argv
+from shared.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[3]
 CONFIG_FILES = sorted((REPO / "configs").rglob("*.yaml"))
@@ -37,7 +38,7 @@ def parse_header(first_line: str, rel_path: str) -> LaunchCommand:
     shape = f"# python -m services.<service> [verb] --config {rel_path} [key=value ...]"
     match = HEADER.fullmatch(first_line)
     assert match, f"{rel_path}: line 1 must be the launch command `{shape}`, found {first_line!r}"
-    config, overrides, words = split_cli(match["args"].split())
+    config, overrides, words, _ = parse_argv(match["args"].split())
     assert config == rel_path, f"{rel_path}: line 1 launches --config {config}, not this file; write `{shape}`"
     assert len(words) <= 1, f"{rel_path}: line 1 has more than one verb {words}; write `{shape}`"
     given = [o for o in overrides if o.partition("=")[2] != PLACEHOLDER]
@@ -46,14 +47,12 @@ def parse_header(first_line: str, rel_path: str) -> LaunchCommand:
 
 
 def job_class(command: LaunchCommand, rel_path: str) -> type:
-    """JOBS[verb] of services.<service>.config; without a verb, the only job or the one named after the service."""
-    jobs = importlib.import_module(f"services.{command.service}.config").JOBS
-    verb = command.verb
-    if verb is None:
-        verb = next(iter(jobs)) if len(jobs) == 1 else command.service
-    assert verb in jobs, (f"{rel_path}: line 1 runs job {verb!r} of services.{command.service}, "
-                          f"whose JOBS are {sorted(jobs)}; name one of them as the verb")
-    return jobs[verb]
+    """The config class of the verb, from services.<service>.verbs (without a verb: the service's default verb)."""
+    module = importlib.import_module(f"services.{command.service}.verbs")
+    verb = command.verb or getattr(module, "DEFAULT_VERB", None)
+    assert verb in module.VERBS, (f"{rel_path}: line 1 runs verb {verb!r} of services.{command.service}, "
+                                  f"whose verbs are {sorted(module.VERBS)}; name one of them")
+    return module.VERBS[verb].config
 
 
 def assert_key_exists(cls: type, dotted: str, rel_path: str) -> None:
@@ -83,7 +82,7 @@ def test_shipped_config_loads_into_its_job(path: Path | None) -> None:
     cls = job_class(command, rel_path)
     for key in command.placeholders:
         assert_key_exists(cls, key, rel_path)
-    cfg = load_config(cls, path, command.overrides)
+    cfg = load_config(cls, path, command.overrides, check_required=not command.placeholders)
     assert isinstance(cfg, cls)
 
 
@@ -122,11 +121,12 @@ class _TinyJob:
 def test_unknown_key_lists_the_valid_keys(tmp_path: Path) -> None:
     path = tmp_path / "tiny.yaml"
     path.write_text("name: t\noptimizer:\n  lr: 0.1\n  stpes: 5\n")
-    expected = "unknown key optimizer.stpes; valid keys under optimizer: lr, steps"
+    expected = "unknown key optimizer.stpes; fix: did you mean optimizer.steps? valid keys under optimizer: lr, steps"
     with pytest.raises(ConfigError, match=re.escape(expected)):
         load_config(_TinyJob, path)
     path.write_text("name: t\n")
-    with pytest.raises(ConfigError, match=re.escape("unknown key nmae; valid keys: extra, name, optimizer")):
+    with pytest.raises(ConfigError, match=re.escape("unknown key nmae; fix: did you mean name? valid keys: extra, name, "
+                                                    "optimizer")):
         load_config(_TinyJob, path, ["nmae=x"])
     assert load_config(_TinyJob, path, ["optimizer.steps=3"]) == _TinyJob("t", _Optimizer(1e-3, 3))
 

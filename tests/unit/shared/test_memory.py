@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from shared.memory import MemoryConfig, MemoryStore, ScoreWeights
-from shared.memory_arrays import min_max, top_k_indices
-from shared.memory_text import IdfTable, content_words, picture_refs, question_type
+from shared.memory._arrays import min_max, top_k_indices
+from shared.memory._text import IdfTable, content_words, picture_refs, question_type
 from shared.reminder import parse_reminder, render_reminder
 
 ONLY = {name: ScoreWeights(**{n: float(n == name) for n in ("recency", "frequency", "saliency", "relevance")})
@@ -216,7 +216,7 @@ def test_idf_table_round_trip(tmp_path):
 
 
 def test_replay_dialog_reminds_only_of_earlier_turns():
-    from shared.memory_dialog import replay_dialog
+    from shared.memory._dialog import replay_dialog
     from shared.visdial import Dialog, Round
 
     def rnd(i, q, a, image, kind="current", evidence=None):

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 import pytest
 
-from shared import memory_screen
+from shared.memory import _screen as memory_screen
 from shared.memory import MemoryConfig, MemoryStore, ScoreWeights
 
 RELEVANCE_ONLY = ScoreWeights(recency=0.0, frequency=0.0, saliency=0.0, relevance=1.0)

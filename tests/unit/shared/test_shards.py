@@ -9,8 +9,8 @@ import pytest
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
-from shared import shard_format
-from shared.shards import (ShardError, ShardSet, build_index, clean_stale, is_complete, main, marker_path,
+from shared.shards import _format as shard_format
+from shared.shards import (ShardError, ShardSet, build_index, clean_stale, is_complete, marker_path,
                            missing_shards, sha256_file, shard_name, shard_range, write_shard)
 
 ROUNDS, IMG, TXT = 3, 6, 4
@@ -178,7 +178,7 @@ def test_missing_index_names_missing_shards_or_the_fix(tmp_path):
     with pytest.raises(ShardError, match="no shard-"):
         ShardSet(tmp_path)
     write_all(tmp_path, index=False)
-    with pytest.raises(ShardError, match=r"index.json: missing; build it with `python -m shared.shards index"):
+    with pytest.raises(ShardError, match=r"index.json: missing; build it with `python -m services.extract finalize"):
         ShardSet(tmp_path)
     (tmp_path / shard_name(1, 3)).unlink()
     with pytest.raises(ShardError, match=r"shard-00001-of-00003.*split=val shard_index=<i> num_shards=3"):
@@ -328,11 +328,11 @@ def test_same_inputs_same_bytes_and_deterministic_index(tmp_path):
     assert [s["file"] for s in first["shards"]] == [shard_name(i, 3) for i in range(3)]
 
 
-def test_command_line(tmp_path, capsys):
+def test_index_then_verified_read_and_a_flipped_byte(tmp_path):
+    """What `extract finalize` and `extract verify` rely on: build_index, then a checksummed read catches one bit."""
     write_all(tmp_path, index=False)
-    assert main(["index", str(tmp_path)]) == 0
-    assert main(["verify", str(tmp_path)]) == 0
-    assert "7 rows" in capsys.readouterr().out
+    assert build_index(tmp_path)["total_rows"] == 7
+    assert len(ShardSet(tmp_path, verify=True)) == 7
     flip_byte(tmp_path / shard_name(0, 3), (tmp_path / shard_name(0, 3)).stat().st_size - 1)
-    assert main(["verify", str(tmp_path)]) == 1
-    assert "sha256" in capsys.readouterr().err
+    with pytest.raises(ShardError, match="sha256"):
+        ShardSet(tmp_path, verify=True)

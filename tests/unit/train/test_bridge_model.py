@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from services.train.bridge_model import Bridge
-from services.train.config import BridgeModelSettings, QFormerSettings
+from services.train.bridge.model import Bridge
+from services.train.bridge.config import BridgeModelSettings, QFormerSettings
 
 
 def tiny_settings(**kw) -> BridgeModelSettings:
@@ -127,7 +127,7 @@ def test_qformer_checkpoint_width_mismatch_is_explained(tmp_path):
 
 def test_real_size_smoke_runs_on_cpu_with_a_tiny_architecture(tmp_path):
     """The GPU smoke path (services/train/smoke.py) on CPU: nf4 LLM of a tiny Llama shape, the shipped real config."""
-    from services.train.smoke import real_size_steps
+    from services.train.bridge.smoke import real_size_steps
 
     tiny = dict(vocab_size=320, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=256)

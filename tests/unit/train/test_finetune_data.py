@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.train.finetune_config import FinetuneConfig, FinetuneInferConfig
-from services.train.finetune_records import (RecordError, build_messages, records_from_generated,
+from services.train.finetune.config import FinetuneConfig, FinetuneInferConfig
+from services.train.finetune.records import (RecordError, build_messages, records_from_generated,
                                              records_from_visdial)
 from shared.config import ConfigError, load_config
 from shared.images import MissingImageError
@@ -159,8 +159,9 @@ def test_shipped_finetune_configs_load():
     root = Path(__file__).resolve().parents[3] / "configs" / "train"
     seed = load_config(FinetuneConfig, root / "gemma3_4b_reminder_qlora.yaml")
     assert (seed.lora.r, seed.lora.alpha, seed.lora.dropout) == (16, 16, 0.0)
-    assert (seed.train.batch_size, seed.train.grad_accum, seed.train.lr) == (2, 4, 1e-5)
-    assert (seed.train.optim, seed.train.precision, seed.train.max_seq_length) == ("adamw_8bit", "bf16", 2048)
+    assert (seed.optim.micro_batch_size, seed.optim.batch_size // seed.optim.micro_batch_size, seed.optim.lr) == \
+        (2, 4, 1e-5)  # batch 2 x grad-accum 4, as the original recipe
+    assert (seed.optim.optimizer, seed.optim.precision, seed.model.max_seq_length) == ("adamw_8bit", "bf16", 2048)
     assert seed.model.load_in_4bit and seed.backend == "auto"
     for name in ("gemma3_tiny_cpu.yaml",):
         assert load_config(FinetuneConfig, root / name).backend == "peft"
@@ -169,10 +170,11 @@ def test_shipped_finetune_configs_load():
 
 
 def test_missing_model_folder_is_one_clear_line(tmp_path, split, capsys):
-    from services.train.finetune import main
+    from services.train.__main__ import main
 
-    code = main([f"model.path={tmp_path / 'gemma3-tiny-random'}", f"data.dialogs={split[0]}",
-                 f"data.images={split[1]}", f"outputs_root={tmp_path / 'out'}", f"checkpoints_root={tmp_path / 'ck'}"])
+    code = main(["finetune", f"model.path={tmp_path / 'gemma3-tiny-random'}", f"data.dialogs={split[0]}",
+                 f"data.images={split[1]}", f"outputs_root={tmp_path / 'out'}"])
     err = capsys.readouterr().err
-    assert code == 2 and "config.json missing" in err and "python -m services.train.finetune_tiny --out" in err
+    assert code == 2 and "config.json missing" in err and "python -m services.train tiny-gemma out=" in err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()  # nothing half-written

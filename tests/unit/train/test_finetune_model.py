@@ -6,11 +6,11 @@ import re
 import pytest
 import torch
 
-from services.train.finetune_collate import IGNORE, ResponseOnlyCollator
-from services.train.finetune_config import FinetuneLoraSettings
-from services.train.finetune_model import lora_target_regex
-from services.train.finetune_records import RecordError, instruction_for, records_from_visdial
-from services.train.finetune_tiny import build_processor, tiny_config
+from services.train.finetune.collate import IGNORE, ResponseOnlyCollator
+from services.train.finetune.config import FinetuneLoraSettings
+from services.train.finetune.model import lora_target_regex
+from services.train.finetune.records import RecordError, instruction_for, records_from_visdial
+from services.train.finetune.tiny import build_processor, tiny_config
 from tests.unit.train.test_finetune_data import write_split
 
 

@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from services.train.finetune import run
-from services.train.finetune_config import FinetuneConfig, FinetuneInferConfig
-from services.train.finetune_infer import Predictor, main, predict_split
-from services.train.finetune_tiny import build_tiny_gemma3
+from services.train.finetune.train import run
+from services.train.finetune.config import FinetuneConfig, FinetuneInferConfig
+from services.train.__main__ import main as train_cli
+from services.train.finetune.infer import Predictor, predict_split
+from services.train.finetune.tiny import build_tiny_gemma3
 from shared.config import load_config
 from shared.predictions import read_predictions
 from shared.runlog import read_metrics
@@ -31,13 +32,13 @@ def world(tmp_path_factory):
 def _config(world, run_name: str, *extra: str) -> FinetuneConfig:
     root = world["root"]
     return load_config(FinetuneConfig, None, [
-        f"run={run_name}", f"outputs_root={root / 'outputs'}", f"checkpoints_root={root / 'checkpoints'}",
+        f"run={run_name}", f"outputs_root={root / 'outputs'}",
         "backend=peft", "device=cpu", f"model.path={world['model']}", "model.load_in_4bit=true",
-        "model.dtype=float32", "model.gradient_checkpointing=false", "lora.r=4", "lora.alpha=8",
-        f"data.dialogs={world['dialogs']}", f"data.images={world['images']}", "data.reminder=retrieved",
-        "train.batch_size=1", "train.grad_accum=2", "train.lr=0.01", "train.warmup_steps=0",
-        "train.optim=adamw_8bit", "train.precision=fp32", "train.max_steps=3", "train.save_every=10",
-        "train.max_seq_length=512", *extra])
+        "model.dtype=float32", "model.gradient_checkpointing=false", "model.max_seq_length=512", "lora.r=4",
+        "lora.alpha=8", f"data.dialogs={world['dialogs']}", f"data.images={world['images']}", "data.reminder=retrieved",
+        "data.num_workers=0", "optim.micro_batch_size=1", "optim.batch_size=2", "optim.lr=0.01",
+        "optim.warmup_steps=0", "optim.optimizer=adamw_8bit", "optim.precision=fp32", "optim.max_steps=3",
+        "save_every=10", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +47,11 @@ def straight(world):
 
 
 def test_three_steps_save_a_peft_adapter(world, straight):
-    run_dir = world["root"] / "checkpoints" / "straight"
+    adapter_dir = world["root"] / "outputs" / "straight" / "adapter"
     assert straight["finished"] and straight["step"] == 3 and straight["backend"] == "peft"
-    adapter = json.loads((run_dir / "adapter_config.json").read_text())
+    adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and "vision_tower" in adapter["target_modules"]
-    weights = load_file(str(run_dir / "adapter_model.safetensors"))
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
     lora_b = [v for k, v in weights.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: the steps trained it
     metrics = read_metrics(world["root"] / "outputs" / "straight" / "metrics.jsonl")
@@ -59,15 +60,15 @@ def test_three_steps_save_a_peft_adapter(world, straight):
 
 
 def test_interrupted_run_resumes_to_the_same_adapter(world, straight):
-    first = run(_config(world, "resumed", "train.stop_at_step=2"))
+    first = run(_config(world, "resumed", "stop_at_step=2"))
     assert not first["finished"] and first["step"] == 2
-    run_dir = world["root"] / "checkpoints" / "resumed"
-    assert (run_dir / "checkpoint-2" / "trainer_state.json").is_file()
-    assert not (run_dir / "adapter_model.safetensors").exists()  # only a finished run writes the final adapter
+    run_dir = world["root"] / "outputs" / "resumed"
+    assert (run_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+    assert not (run_dir / "adapter").exists()  # only a finished run writes the final adapter
     second = run(_config(world, "resumed"))
     assert second["finished"] and second["resumed_from"] == "checkpoint-2"
-    expected = load_file(str(world["root"] / "checkpoints" / "straight" / "adapter_model.safetensors"))
-    got = load_file(str(run_dir / "adapter_model.safetensors"))
+    expected = load_file(str(world["root"] / "outputs" / "straight" / "adapter" / "adapter_model.safetensors"))
+    got = load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
     assert expected.keys() == got.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-6)
@@ -85,8 +86,8 @@ def test_resume_refuses_a_changed_recipe(world, straight):
 def test_reload_and_generate_new_tokens_only(world, straight):
     root = world["root"]
     cfg = load_config(FinetuneInferConfig, None, [
-        "run=straight", f"outputs_root={root / 'outputs'}", f"checkpoints_root={root / 'checkpoints'}",
-        "device=cpu", f"dialogs={world['dialogs']}", f"images={world['images']}", "max_new_tokens=6",
+        "run=straight", f"outputs_root={root / 'outputs'}",
+        "device=cpu", f"data.dialogs={world['dialogs']}", f"images={world['images']}", "max_new_tokens=6",
         "batch_size=4"])
     predictor = Predictor(cfg)
     assert predictor.instruction.startswith("First recall")  # the training prompt, read from the run
@@ -106,9 +107,9 @@ def test_reload_and_generate_new_tokens_only(world, straight):
 
 def test_single_example_from_the_command_line(world, straight, capsys):
     root = world["root"]
-    code = main(["run=straight", f"checkpoints_root={root / 'checkpoints'}", "device=cpu", "max_new_tokens=4",
-                 f"image={world['images'] / '11.png'}",
-                 r"conversation=Q: what color is it?\nA: red\nQ: and the shape?"])
+    code = train_cli(["finetune-infer", "run=straight", f"outputs_root={root / 'outputs'}", "device=cpu",
+                      "max_new_tokens=4", f"image={world['images'] / '11.png'}",
+                      r"conversation=Q: what color is it?\nA: red\nQ: and the shape?"])
     assert code == 0
     single = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(single) == {"answer", "raw"} and isinstance(single["raw"], str)
@@ -117,9 +118,9 @@ def test_single_example_from_the_command_line(world, straight, capsys):
 def test_adapter_changes_the_model(world, straight):
     root = world["root"]
     predictor = Predictor(load_config(FinetuneInferConfig, None, [
-        "run=straight", f"checkpoints_root={root / 'checkpoints'}", "device=cpu"]))
-    from services.train.finetune_collate import ResponseOnlyCollator
-    from services.train.finetune_records import records_from_visdial
+        "run=straight", f"outputs_root={root / 'outputs'}", "device=cpu"]))
+    from services.train.finetune.collate import ResponseOnlyCollator
+    from services.train.finetune.records import records_from_visdial
 
     record = records_from_visdial(world["dialogs"], world["images"], reminder="retrieved")[2]
     batch = ResponseOnlyCollator(predictor.processor, predictor.instruction, 512)([record])

@@ -4,18 +4,18 @@ import json
 import pytest
 import torch
 
-from shared.config import load_config
+from shared.config import ConfigError, load_config
 from shared.predictions import read_predictions
 from shared.visdial import load_visdial
 
-from services.train.bridge_infer import infer
-from services.train.bridge_train import train
-from services.train.config import BridgeTrainConfig, InferConfig
+from services.train.bridge.infer import infer
+from services.train.bridge.train import train
+from services.train.bridge.config import BridgeTrainConfig, InferConfig
 
 
 def infer_cfg(world, run, extra=()):
     return load_config(InferConfig, None, [
-        f"run={run}", f"outputs_root={world.root / 'outputs'}", f"checkpoints_root={world.root / 'ckpt'}",
+        f"run={run}", f"outputs_root={world.root / 'outputs'}",
         f"data.dialogs={world.dialogs}", f"data.embeddings={world.embeddings}", "data.encoder_id=toy",
         "batch_size=4", "option_batch_size=7", "num_threads=1", *extra])
 
@@ -56,11 +56,11 @@ def test_infer_resumes_without_duplicates(trained):
 
 
 def test_reminder_none_override_and_last_round_only(trained):
-    out = infer(infer_cfg(trained, "inf", ["reminder=none", "rounds=last", f"out={trained.root / 'last.jsonl'}"]))
+    out = infer(infer_cfg(trained, "inf", ["reminder=none", "data.rounds=last", f"out={trained.root / 'last.jsonl'}"]))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["round_id"] for r in rows} == {5}
 
 
 def test_infer_without_a_trained_run_explains(fresh_toy):
-    with pytest.raises(FileNotFoundError, match="make train-bridge"):
+    with pytest.raises(ConfigError, match="no trained bridge .*; fix: run `make train-bridge` first"):
         infer(infer_cfg(fresh_toy, "never-trained"))

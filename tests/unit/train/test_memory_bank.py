@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from services.train.memory_bank import compress, empty, push
+from services.train.bridge.memory_bank import compress, empty, push
 
 
 def reference_compress(bank, sizes):

@@ -5,8 +5,9 @@ from transformers import AutoTokenizer
 from shared.reminder import parse_reminder
 from shared.visdial import load_visdial
 
-from services.train.bridge_data import DialogData, PromptBuilder, make_batch
-from services.train.config import DataSettings, PromptSettings
+from services.train.bridge.data import DialogData, PromptBuilder, make_batch
+from shared.config import ConfigError
+from services.train.bridge.config import BridgeDataSettings, PromptSettings
 from tests.unit.train import toy_world
 
 
@@ -39,7 +40,7 @@ def test_open_answer_never_in_prompt(unique_world, reminder):
 
 def test_training_targets_are_the_answers(unique_world):
     tokenizer = AutoTokenizer.from_pretrained(unique_world.llm)
-    data = DialogData(DataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
+    data = DialogData(BridgeDataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
                                    encoder_id="toy"))
     builder = PromptBuilder(PromptSettings(), tokenizer)
     samples = data.samples("answered")
@@ -70,14 +71,14 @@ def test_missing_embedding_row_is_an_error_not_a_zero_vector(tmp_path, unique_wo
     bad = tmp_path / "train.json"
     bad.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="987654"):
-        DialogData(DataSettings(dialogs=str(bad), embeddings=str(unique_world.embeddings), encoder_id="toy"))
+        DialogData(BridgeDataSettings(dialogs=str(bad), embeddings=str(unique_world.embeddings), encoder_id="toy"))
     with pytest.raises(ValueError, match="encoder"):
-        DialogData(DataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
+        DialogData(BridgeDataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
                                 encoder_id="imagebind_huge"))
 
 
 def test_chat_format_prefix_and_answers_match_the_scored_options(unique_world):
-    from services.train.bridge_infer import OptionTokens
+    from services.train.bridge.infer import OptionTokens
 
     tokenizer = AutoTokenizer.from_pretrained(unique_world.llm)
     settings = PromptSettings(add_bos=False, prefix="<s>user\n", template="{question}</s>\nassistant\n",
@@ -93,14 +94,16 @@ def test_chat_format_prefix_and_answers_match_the_scored_options(unique_world):
 
 
 def test_memory_rounds_are_repeated_and_pictures_numbered_in_order_of_appearance(unique_world):
-    data = DialogData(DataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
+    data = DialogData(BridgeDataSettings(dialogs=str(unique_world.dialogs), embeddings=str(unique_world.embeddings),
                                    encoder_id="toy"))
-    once, thrice = data.samples("answered"), data.samples("answered", repeat_memory=3)
+    once = data.samples("all", answered_only=True)
+    thrice = data.samples("all", answered_only=True, repeat_memory=3)
     memory = [(d, r) for d, r in once if data.dialogs[d].rounds[r - 1].kind == "memory"]
     assert memory and len(thrice) == len(once) + 2 * len(memory)
     assert sorted(set(thrice)) == sorted(once) and all(thrice.count(s) == 3 for s in memory)
-    with pytest.raises(ValueError, match="repeat_memory_rounds"):
-        data.samples("answered", repeat_memory=0)
+    assert data.samples("memory") == memory and not set(data.samples("current")) & set(memory)
+    with pytest.raises(ConfigError, match="repeat_memory_rounds=0: must be >= 1"):
+        BridgeDataSettings(repeat_memory_rounds=0)
     batch = make_batch(data, PromptBuilder(PromptSettings(), AutoTokenizer.from_pretrained(unique_world.llm)),
                        once, None, with_answers=False)
     for row, (d, r) in enumerate(once):

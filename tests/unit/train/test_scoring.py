@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from services.train.config import LLMSettings
-from services.train.llm import answer_loss, assemble, load_llm
-from services.train.scoring import encode_prefix, greedy, score_options, score_options_full
+from services.train.bridge.config import LLMSettings
+from services.train.bridge.llm import answer_loss, assemble, load_llm
+from services.train.bridge.scoring import encode_prefix, greedy, score_options, score_options_full
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ def train_subprocess(world, run, extra=(), launcher=(sys.executable, "-m", "serv
 
 
 def final_weights(world, run):
-    latest = json.loads((world.root / "ckpt" / run / "latest.json").read_text())
-    return latest["step"], load_file(str(world.root / "ckpt" / run / latest["dir"] / "weights.safetensors"))
+    latest = json.loads((world.root / "outputs" / run / "checkpoints" / "latest.json").read_text())
+    return latest["step"], load_file(str(world.root / "outputs" / run / "checkpoints" / latest["dir"] / "weights.safetensors"))
 
 
 def losses(world, run):
@@ -43,7 +43,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(fresh_toy):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(run_cmd([sys.executable, "-m", "services.train"], fresh_toy, "killed", steps),
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latest = fresh_toy.root / "ckpt" / "killed" / "latest.json"
+    latest = fresh_toy.root / "outputs" / "killed" / "checkpoints" / "latest.json"
     deadline = time.time() + 240
     while not latest.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.005)
@@ -64,9 +64,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_weights(fresh_toy):
 
 def test_trainable_parts_change_and_frozen_parts_do_not(fresh_toy):
     from shared.config import load_config
-    from services.train.bridge_runtime import build
-    from services.train.bridge_train import train
-    from services.train.config import BridgeTrainConfig
+    from services.train.bridge.runtime import build
+    from services.train.bridge.train import train
+    from services.train.bridge.config import BridgeTrainConfig
 
     cfg = load_config(BridgeTrainConfig, None, fresh_toy.overrides("parts") + [
         "model.trainable=[fc,query_tokens,llm_proj]", "model.llm.lora.enabled=true", "optim.max_steps=3"])
@@ -102,18 +102,18 @@ def test_torchrun_two_processes_match_one_process(fresh_toy):
     _, two = final_weights(fresh_toy, "ddp")
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-6)
-    state = json.loads((fresh_toy.root / "ckpt" / "ddp" / "step-000005" / "state.json").read_text())
+    state = json.loads((fresh_toy.root / "outputs" / "ddp" / "checkpoints" / "step-000005" / "state.json").read_text())
     assert state["world_size"] == 2
 
 
 def test_a_finished_run_is_not_overwritten_without_resume(fresh_toy):
-    from shared.config import load_config
-    from services.train.bridge_train import train
-    from services.train.config import BridgeTrainConfig
+    from services.train.bridge.config import BridgeTrainConfig
+    from services.train.bridge.train import train
+    from shared.config import ConfigError, load_config
 
-    cfg = load_config(BridgeTrainConfig, None, fresh_toy.overrides("twice") + ["optim.max_steps=2"])
+    cfg = load_config(BridgeTrainConfig, None, fresh_toy.overrides("twice") + ["optim.max_steps=2", "resume=false"])
     train(cfg)
-    with pytest.raises(FileExistsError, match="resume=true"):
+    with pytest.raises(ConfigError, match="already holds checkpoints of this run; fix: set resume=true"):
         train(cfg)
     changed = load_config(BridgeTrainConfig, None, fresh_toy.overrides("twice") + ["optim.max_steps=2",
                                                                                     "resume=true", "optim.lr=0.5"])
@@ -123,13 +123,15 @@ def test_a_finished_run_is_not_overwritten_without_resume(fresh_toy):
 
 def test_settings_added_after_a_checkpoint_compare_as_their_defaults():
     from shared.config import to_dict
-    from services.train.config import BridgeTrainConfig
-    from services.train.train_state import changed_settings
+    from services.train.bridge.config import BridgeTrainConfig
+    from services.train.bridge.checkpoints import changed_settings
 
     cfg = BridgeTrainConfig()
     saved = to_dict(cfg)
     del saved["model"]["max_pictures"], saved["data"]["repeat_memory_rounds"]  # a checkpoint from before they existed
     assert changed_settings(saved, cfg) == []
     assert changed_settings({**saved, "resume": not cfg.resume}, cfg) == []  # resume is not a setting
+    moved = {**saved, "outputs_root": "/elsewhere", "num_threads": 7, "save_every": 99, "log_every": 3}
+    assert changed_settings(moved, cfg) == []  # nor are locations and how often to save or log
     saved["model"]["max_pictures"] = 3
     assert changed_settings(saved, cfg) == ["model"]

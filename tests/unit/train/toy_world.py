@@ -30,7 +30,7 @@ class ToyWorld:
 
     def overrides(self, run: str = "toy") -> list[str]:
         """Config overrides that point a bridge job at this world with a tiny model."""
-        return [f"run={run}", f"outputs_root={self.root / 'outputs'}", f"checkpoints_root={self.root / 'ckpt'}",
+        return [f"run={run}", f"outputs_root={self.root / 'outputs'}",
                 f"data.dialogs={self.dialogs}", f"data.embeddings={self.embeddings}", "data.encoder_id=toy",
                 f"model.llm.path={self.llm}", "model.dim=16", "model.max_turns=6", "model.memory_bank_length=3",
                 "model.qformer.num_query_tokens=4", "model.qformer.hidden_size=16", "model.qformer.num_hidden_layers=2",
