@@ -39,7 +39,7 @@ endif
 
 .PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-visdial checkpoints-demo demo \
         extract extract-demo train-bridge finetune finetune-infer finetune-tiny gen-base gen-reason gen-eval infer evaluate pipeline ablation bench images \
-        test test-unit test-e2e test-gpu test-cluster submit-extract submit-train render-sbatch compose-config clean
+        test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster submit-extract submit-train render-sbatch compose-config clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -99,7 +99,7 @@ pipeline: demo
 ablation: ## demo bridge with/without reminders and each score component alone, compared by the evaluator
 	bash docker/ablation.sh
 
-bench: setup ## every benchmark in bench/, figures to docs/BENCHMARKS.md
+bench: setup ## every benchmark in bench/ (builds the demo data, weights and shards first), figures to docs/BENCHMARKS.md
 	bash bench/run_all.sh
 
 images: ## build the three Docker images (needs a Docker engine with BuildKit)
@@ -120,10 +120,24 @@ render-sbatch: setup-train ## plain sbatch scripts of the same jobs, for cluster
 
 test: setup test-unit test-e2e test-gpu test-cluster ## all test layers
 
-test-unit:
-	$(PY_EVAL) -m pytest -q tests/unit/shared tests/unit/data tests/unit/evaluate tests/unit/orchestration
-	$(PY_EXTRACT) -m pytest -q tests/unit/extract
-	$(PY_TRAIN) -m pytest -q tests/unit/train tests/unit/generate
+# Unit tests by environment: each runs in the venv of the code it tests.
+UNIT_EVALUATE := tests/unit/shared tests/unit/data tests/unit/evaluate tests/unit/orchestration
+UNIT_EXTRACT := tests/unit/extract
+UNIT_TRAIN := tests/unit/train tests/unit/generate
+
+test-unit: ## every unit test, slow ones included
+	$(PY_EVAL) -m pytest -q $(UNIT_EVALUATE)
+	$(PY_EXTRACT) -m pytest -q $(UNIT_EXTRACT)
+	$(PY_TRAIN) -m pytest -q $(UNIT_TRAIN)
+
+test-fast: setup ## the unit tests not marked slow, the three environments in parallel (the edit-test loop)
+	$(MAKE) --no-print-directory -j3 --output-sync=target test-fast-evaluate test-fast-extract test-fast-train
+test-fast-evaluate:
+	$(PY_EVAL) -m pytest -q -m "not slow" -p no:cacheprovider $(UNIT_EVALUATE)
+test-fast-extract:
+	$(PY_EXTRACT) -m pytest -q -m "not slow" -p no:cacheprovider $(UNIT_EXTRACT)
+test-fast-train:
+	$(PY_TRAIN) -m pytest -q -m "not slow" -p no:cacheprovider $(UNIT_TRAIN)
 
 test-e2e:
 	$(PY_EVAL) -m pytest -q tests/e2e

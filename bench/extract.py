@@ -1,7 +1,7 @@
 """Extraction benchmarks: `python bench/extract.py [--dialogs 50] [--repeats 3]` (extract venv, repo root).
 
 (a) shard_load_speedup: load every image + question embedding of the demo train split for training, from the
-    memory-mapped shards (ShardSet, then every row materialised) vs the seed project's layout (one torch.save file per
+    memory-mapped shards (ShardSet, then every row materialised) vs the original project's layout (one torch.save file per
     image and per question, loaded with torch.load(weights_only=True)). Both sides build the same arrays.
 (b) extract_pipeline_speedup: cpu_default on the same dialogs, the pipeline (DataLoader workers + batching + text
     dedup) vs a per-item loop (decode, preprocess, embed one image / one string at a time). Model loading excluded.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,17 +30,13 @@ from services.extract.config import ExtractConfig  # noqa: E402
 from services.extract.dataset import load_rgb  # noqa: E402
 from shared.config import load_config  # noqa: E402
 from shared.shards import ShardSet  # noqa: E402
+from bench.inputs import DEMO, require  # noqa: E402
 
-DEMO = REPO / "data/demo"
 
 
 def demo_dir(tmp: Path) -> Path:
-    """data/demo if built, else a fresh small demo from data/prepare_demo.py (needs the easy-vqa package)."""
-    if (DEMO / "train.json").is_file():
-        return DEMO
-    out = tmp / "demo"
-    subprocess.run([sys.executable, str(REPO / "data/prepare_demo.py"), "--out", str(out)], check=True)
-    return out
+    """The demo data (make data-demo)."""
+    return require(DEMO / "train.json", "data-demo").parent
 
 
 def demo_config(json_dir: Path, image_dir: Path, out_root: Path, threads: int = 2) -> ExtractConfig:
@@ -74,7 +69,7 @@ def bench_shard_load(demo: Path, tmp: Path, repeats: int) -> float:
     image, question = shards.get("image", np.arange(n)), shards.get("question", np.arange(n))
     num_rounds = shards.get("num_rounds", np.arange(n))
     ids = shards.image_ids
-    seed = tmp / "seed_layout"  # the seed's layout: <image_id>.pt and <image_id>_<round>.pt, one tensor each
+    seed = tmp / "seed_layout"  # the original project's layout: <image_id>.pt and <image_id>_<round>.pt, one tensor each
     seed.mkdir()
     for k, image_id in enumerate(ids.tolist()):
         torch.save(torch.from_numpy(image[k].copy()), seed / f"{image_id}.pt")

@@ -3,7 +3,7 @@
     python bench/finetune_gpu.py [--hidden 1024] [--layers 8] [--steps 12] [--warmup 3]
 
 Both backends train the same randomly initialised, tiny-but-real-architecture Gemma3ForConditionalGeneration
-(SigLIP vision tower + Gemma-3 decoder, services/train/finetune/tiny.py) with the seed's recipe: 4-bit nf4,
+(SigLIP vision tower + Gemma-3 decoder, services/train/finetune/tiny.py) with the original project's recipe: 4-bit nf4,
 LoRA r=16 on vision+language attention+MLP, batch 2 x grad-accum 4, adamw_8bit, bf16, gradient checkpointing, on
 the demo's <reminder> records. The peft backend runs first, because importing unsloth patches transformers for
 the rest of the process. Steps/s is measured over the optimizer steps after `--warmup` (kernel compilation,

@@ -6,8 +6,8 @@
 on rounds of kind "memory" the scorer ranks them and we record whether the annotated `evidence_round` is in the top 3
 (ties broken at random, counted as the expected hit). After each turn the store retrieves (updating access counts),
 notes the question's references and stores the turn, exactly as a dialogue system would. Relevance uses the
-cpu_default MiniLM question/answer embeddings when the shards exist, else the lexical fallback. The table goes into
-docs/RETRIEVAL.md between the bench markers. If data/demo is missing it is built into a temporary folder.
+cpu_default MiniLM question/answer embeddings (`make extract-demo`; `--lexical` for the word-overlap relevance). The
+table goes into docs/RETRIEVAL.md between the bench markers. Missing inputs stop the bench, naming the make target.
 (2) Speed. 1,000,000 memories x 384-d (random unit vectors, synthetic texts), k=5: the p50 of retrieve with the
 int8 screen (the default for stores this large), against the float32 pass over every memory and the float32 scorer
 followed by a full argsort (the textbook way), in the same process; the share of queries where the screen returns
@@ -20,9 +20,7 @@ import argparse
 import dataclasses
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from shared.memory import COMPONENTS, MemoryConfig, MemoryStore, ScoreWeights  #
 from shared.memory import replay_dialog  # noqa: E402
 from shared.memory import IdfTable  # noqa: E402
 from shared.visdial import load_visdial  # noqa: E402
+from bench.inputs import require  # noqa: E402
 
 K = 3
 FULL = "full scorer (default weights)"
@@ -53,12 +52,8 @@ def variants() -> dict[str, MemoryConfig]:
 
 
 def demo_data(path: Path) -> Path:
-    if (path / "val.json").is_file() and (path / "train.json").is_file():
-        return path
-    tmp = Path(tempfile.mkdtemp(prefix="bench-memory-")) / "demo"
-    print(f"{path} has no demo data; building it in {tmp}", flush=True)
-    subprocess.run([sys.executable, str(REPO / "data/prepare_demo.py"), "--out", str(tmp), "--link"], check=True)
-    return tmp
+    """The demo data (make data-demo)."""
+    return require(path / "train.json", "data-demo").parent
 
 
 def describe(data: Path) -> str:
@@ -118,10 +113,11 @@ def chance(split) -> float:
 def quality(data: Path, emb_root: Path) -> tuple[float, str]:
     splits = {name: load_visdial(data / f"{name}.json") for name in ("train", "val")}
     idf = IdfTable.fit(f"{r.question} {r.answer}" for d in splits["train"].dialogs for r in d.rounds)
-    embs = {name: TextEmbeddings(emb_root / name) if (emb_root / name / "index.json").is_file() else None
-            for name in splits}
-    mode = "cpu_default MiniLM embeddings" if all(embs.values()) else "lexical fallback (no cpu_default shards)"
-    embs = embs if all(embs.values()) else {name: None for name in splits}
+    if emb_root is None:
+        embs, mode = {name: None for name in splits}, "lexical relevance (--lexical)"
+    else:
+        embs = {name: TextEmbeddings(require(emb_root / name / "index.json", "extract-demo").parent) for name in splits}
+        mode = "cpu_default MiniLM embeddings"
     rows, figure = [], 0.0
     for label, config in variants().items():
         cells = []
@@ -216,8 +212,9 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--lexical", action="store_true", help="relevance from words instead of the MiniLM shards")
     args = parser.parse_args()
-    recall, table = quality(demo_data(args.data), args.embeddings)
+    recall, table = quality(demo_data(args.data), None if args.lexical else args.embeddings)
     write_table(table, args.doc)
     load = os.getloadavg()[0]
     figures = {} if args.skip_speed else speed(args.n, args.dim, 5, args.repeats)

@@ -13,8 +13,8 @@
    all-MiniLM-L6-v2's exact config (6 layers, 384-d), random weights — speed does not depend on the weights. Each
    sample's turns 1..r are encoded (the memory bank needs all of them), as a pipeline without shards would.
 3. --gpu: one real-size bridge training step (Llama-3.2-1B architecture, random weights, nf4) — tokens/s, peak memory.
-The LLM is the demo's SmolLM2-135M (checkpoints/smollm2-135m-instruct, `make checkpoints-demo`); without it a
-random model of the same config is used and the script says so.
+The LLM is the demo's SmolLM2-135M (checkpoints/smollm2-135m-instruct, `make checkpoints-demo`, which `make bench`
+runs first); without it the bench stops and says so.
 """
 from __future__ import annotations
 
@@ -34,19 +34,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from services.train.bridge.config import LLMSettings  # noqa: E402
 from services.train.bridge.llm import assemble, load_llm  # noqa: E402
 from services.train.bridge.scoring import encode_prefix, score_options, score_options_full  # noqa: E402
+from bench.inputs import SMOLLM, require  # noqa: E402
 
-SMOLLM = ROOT / "checkpoints" / "smollm2-135m-instruct"
 
 
 def smollm(tmp: Path):
-    if (SMOLLM / "done.json").is_file():
-        return load_llm(LLMSettings(path=str(SMOLLM)), torch.device("cpu"))
-    print(f"note: {SMOLLM} missing (make checkpoints-demo); using a random model of SmolLM2-135M's shape")
-    from services.train.bridge.smoke import random_llama
-    arch = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, tie_word_embeddings=True)
-    random_llama(tmp / "smollm-shape", arch)
-    return load_llm(LLMSettings(path=str(tmp / "smollm-shape"), dtype="float32"), torch.device("cpu"))
+    """The demo's SmolLM2-135M (make checkpoints-demo); never a stand-in, so the figures mean one thing."""
+    require(SMOLLM / "done.json", "checkpoints-demo")
+    return load_llm(LLMSettings(path=str(SMOLLM)), torch.device("cpu"))
 
 
 def full_scores(llm, embeds, mask, options) -> list[list[float]]:

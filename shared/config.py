@@ -216,7 +216,9 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def _plain(value: Any) -> Any:
-    """Path values as strings, so the dict can be dumped as YAML and read back."""
+    """Dataclasses as dicts and paths as strings, so the value can be dumped as YAML and read back."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, dict):
@@ -243,7 +245,7 @@ def defaults_dict(cls: type) -> dict:
             value = f.default_factory()
         else:
             continue
-        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else _plain(value)
+        out[f.name] = _plain(value)
     return out
 
 

@@ -1,6 +1,6 @@
 """Render a dialog's history as the `Q: ...\\nA: ...` text every prompt uses, ending with the open question.
 
-The open round's answer is never rendered (the seed's fine-tuned predictions had the ground truth in the prompt).
+The open round's answer is never rendered (the original project's fine-tuned predictions had the ground truth in the prompt).
 In multi-image dialogs a `[picture k]` line marks the turn where the k-th distinct image is shown (k counts images in
 order of first appearance; the dialog's own image is picture 1 and is only marked once a second one has been shown).
 """

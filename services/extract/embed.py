@@ -9,7 +9,6 @@ import torch
 from services.extract.dataset import ImageDataset, ImageItem, make_loader
 from services.extract.encoders import Encoder
 from services.extract.failures import ImageFailure
-from services.extract.faults import kill_point
 from shared.runlog import Progress
 
 
@@ -38,7 +37,6 @@ def embed_images(
             done[batch.indices] = True
         if progress is not None:
             progress.update(len(batch.indices) + len(batch.failed))
-        kill_point("image_batch")
     return out, done, failures
 
 

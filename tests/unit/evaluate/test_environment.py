@@ -1,4 +1,4 @@
-"""The evaluate venv holds what the evaluator needs and nothing it must not (ARCHITECTURE.md §3)."""
+"""The evaluate venv holds what the evaluator needs and nothing it must not (README, "Design decisions")."""
 import importlib
 import importlib.util
 import subprocess

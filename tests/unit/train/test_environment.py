@@ -1,4 +1,4 @@
-"""The train venv holds the training stack with the pins unsloth needs (ARCHITECTURE.md §3)."""
+"""The train venv holds the training stack with the pins unsloth needs (README, "Design decisions")."""
 import importlib
 import importlib.util
 
