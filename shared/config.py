@@ -19,6 +19,7 @@ import inspect
 import io
 import json
 import os
+import re
 import textwrap
 import tokenize
 import types
@@ -48,9 +49,13 @@ def _coerce(value: Any, tp: Any, where: str, saved: bool = False) -> Any:
     """Check (and gently convert) one value against a type hint; raise ConfigError naming `where`."""
     origin = typing.get_origin(tp)
     if isinstance(value, Override):
-        if tp is str or (origin in (typing.Union, types.UnionType) and str in typing.get_args(tp)
-                         and value not in ("null", "~")):
-            return str(value)
+        text_setting = tp is str or (origin in (typing.Union, types.UnionType)
+                                     and str in typing.get_args(tp) and value not in ("null", "~"))
+        if text_setting or (tp is Any and not value.isprintable()):
+            return str(value)  # verbatim: the job checks it (YAML would fold a newline away, hiding it from that check)
+        if not value.isprintable():
+            raise ConfigError(f"{where} holds a control character (e.g. a newline)",
+                              fix=f"give {where} a one-line value")
         value = value.parsed(where)
     if tp is Any:
         return value
@@ -122,8 +127,11 @@ def _build(cls: type[T], data: dict, where: str = "", saved: bool = False) -> T:
         if key in moved and not saved:
             raise ConfigError(f"{prefix}{key} is no longer a setting", fix=moved[key])
     data = {k: v for k, v in data.items() if k not in getattr(cls, "retired_keys", ()) and k not in moved}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)
     if unknown:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]{0,63}", str(unknown[0])):  # not a name: maybe not a config file
+            raise ConfigError(f"{where or 'the top level'} holds a key that is not a setting name (not shown: the "
+                              "file may not be a config)", fix="check that --config names a YAML config of this job")
         close = difflib.get_close_matches(unknown[0], list(fields), n=1)
         hint = f"did you mean {prefix}{close[0]}? " if close else ""
         raise ConfigError(f"unknown key {prefix}{unknown[0]}",
@@ -263,9 +271,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
             raise ConfigError(f"config file {p} does not exist", fix="the shipped ones are under configs/")
         try:
             loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})",
-                              fix="fix the line it names") from None
+        except yaml.YAMLError as e:  # its text is never shown: the path may name a file that is not a config
+            mark = getattr(e, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{p}: not valid YAML{where} ({getattr(e, 'problem', None) or 'unparsable'})",
+                              fix="fix that line, or check that --config names a YAML config") from None
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p}: unreadable ({e})", fix="give a readable UTF-8 YAML file") from None
         if loaded is None:

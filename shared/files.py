@@ -9,6 +9,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from shared.errors import InputError
+
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks so a multi-GiB shard never sits in memory at once."""
@@ -41,3 +43,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, target)
     fsync_dir(target.parent)
+
+
+def refuse_replacing(path: str | Path, what: str) -> None:
+    """An existing non-empty output is never replaced silently: resume it, or say overwrite=true."""
+    path = Path(path)
+    if path.exists() and path.stat().st_size:
+        raise InputError(f"{path}: already holds {what} and resume=false would replace it",
+                         fix="resume=true continues it; overwrite=true replaces it; or choose another run name")

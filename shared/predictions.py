@@ -16,10 +16,12 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from shared.errors import InputError
-from shared.files import atomic_write_text
+from shared.files import atomic_write_text, refuse_replacing
 
 log = logging.getLogger(__name__)
 Key = tuple[int, int]
+MAX_LINE_BYTES = 1 << 20  # a row with 100 scores and ranks is a few KB; longer lines are refused, never buffered
+
 
 
 class PredictionError(InputError):
@@ -108,8 +110,9 @@ def _scan(path: Path) -> tuple[list[dict], int, bool]:
         except ValueError:
             if not data[newline + 1:]:
                 return rows, good_end, True  # the last line is unparsable: treat it like a cut-off line
-            raise PredictionError(f"{path}:{len(rows) + 1}: not valid JSON in the middle of the file; the file was "
-                                  "edited or corrupted — fix or delete that line, or rerun with resume=False") from None
+            raise PredictionError(f"{path}:{len(rows) + 1}: not valid JSON in the middle of the file (edited or "
+                                  "corrupted)", fix="fix or delete that line, or replace the file with resume=false "
+                                                    "overwrite=true") from None
         start = good_end = newline + 1
     return rows, good_end, False
 
@@ -120,11 +123,14 @@ class PredictionWriter:
     Args:
         config_hash: the run's `shared.config.config_hash`, stored in every line; resuming a file written by another
             config is refused.
-        resume: keep the existing lines (dropping a truncated last line with a warning); False starts a new file.
+        resume: keep the existing lines (dropping a truncated last line with a warning); False starts a new file,
+            which replaces an existing non-empty one only with `overwrite`.
     """
 
-    def __init__(self, path: str | Path, config_hash: str, resume: bool = True) -> None:
+    def __init__(self, path: str | Path, config_hash: str, resume: bool = True, overwrite: bool = False) -> None:
         self.path, self.config_hash = Path(path), config_hash
+        if not resume and not overwrite:
+            refuse_replacing(self.path, "predictions")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._done: set[Key] = set()
         if resume and self.path.exists():
@@ -136,10 +142,14 @@ class PredictionWriter:
             for n, row in enumerate(rows, 1):
                 problem = "not a JSON object" if not isinstance(row, dict) else check_row(row)
                 if problem:
-                    raise PredictionError(f"{self.path}:{n}: {problem}; fix or delete that line, or resume=False")
+                    raise PredictionError(f"{self.path}:{n}: {problem}",
+                                          fix="fix or delete that line, or replace the file with resume=false "
+                                              "overwrite=true")
                 if row.get("config_hash") != config_hash:
                     raise PredictionError(f"{self.path}:{n}: written with config_hash {row.get('config_hash')!r}, "
-                                          f"this run is {config_hash!r}; use a new output folder or resume=False")
+                                          f"this run is {config_hash!r} (other settings)",
+                                          fix="use another run name, or replace the file with resume=false "
+                                              "overwrite=true")
                 self._done.add((int(row["image_id"]), int(row["round_id"])))
         self._file = open(self.path, "a" if resume else "w", encoding="utf-8")
 
@@ -182,14 +192,19 @@ def read_predictions(path: str | Path, num_options: int | None = None) -> list[d
     if not path.is_file():
         raise PredictionError(f"{path}: no such predictions file; run inference first (it writes predictions.jsonl)")
     rows, seen, hashes = [], {}, {}
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, line in enumerate(iter(lambda: f.readline(MAX_LINE_BYTES + 1), b""), 1):
             where = f"{path}:{n}"
+            if len(line) > MAX_LINE_BYTES:  # never buffered whole: a wrong file can be gigabytes without a newline
+                raise PredictionError(f"{where}: longer than {MAX_LINE_BYTES >> 20} MiB, while a prediction is a few "
+                                      "KB: this is not a predictions file", fix="give the predictions.jsonl that "
+                                                                                "inference wrote")
             try:
-                row = json.loads(line)
+                row = json.loads(line)  # its text is never shown: the path may name a file that is not ours
             except ValueError:
-                fix = "if the run was interrupted resume it (the writer drops a partial line), else fix or delete it"
-                raise PredictionError(f"{where}: not a JSON object line ({line[:60]!r}); {fix}") from None
+                raise PredictionError(f"{where}: not a JSON object line (predictions.jsonl has one per line)",
+                                      fix="if the run was interrupted, resume it (the writer drops a partial line); "
+                                          "else check the path, or fix or delete that line") from None
             problem = "not a JSON object" if not isinstance(row, dict) else check_row(row, num_options)
             if problem:
                 raise PredictionError(f"{where}: {problem}; regenerate the file or fix that line")

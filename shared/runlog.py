@@ -40,6 +40,8 @@ def setup_logging(level: str | int = "INFO") -> None:
     handler = _CurrentStderr()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # torch registers libraries' enums at import and warns about its own deprecation each time: noise to a user
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
 
 
 def _plain(value: Any) -> Any:

@@ -14,6 +14,19 @@ from typing import Any, ClassVar, Literal
 
 from shared.config import REQUIRED, ConfigError
 
+def check_text(where: str, value: str | None, sbatch: bool = False) -> None:
+    """Values end up in shell scripts and #SBATCH lines: control characters (a newline would start a new script
+    line) are never meant; #SBATCH values cannot hold spaces either. The value itself is not echoed."""
+    if value is None:
+        return
+    if any(not ch.isprintable() for ch in str(value)):
+        raise ConfigError(f"{where} holds a control character (e.g. a newline)",
+                          fix=f"give {where} a one-line value without control characters")
+    if sbatch and any(ch.isspace() for ch in str(value)):
+        raise ConfigError(f"{where}={value!r} holds a space, which a #SBATCH line cannot carry",
+                          fix=f"give {where} a value without spaces")
+
+
 # Which stages the launcher knows, and the environment (.venvs/<env> or image) each runs in.
 STAGE_ENVS = {"extract": "extract", "train": "train"}
 RESERVED_OVERRIDES = ("shard_index", "num_shards")  # the launcher sets these per task
@@ -33,6 +46,8 @@ class Resources:
     constraint: str | None = None  # --constraint, e.g. "a100|h100"
 
     def __post_init__(self) -> None:
+        for name in ("partition", "account", "qos", "constraint"):
+            check_text(f"resources.{name}", getattr(self, name), sbatch=True)
         if self.gpus_per_node < 0 or self.cpus_per_task < 1 or self.timeout_min < 1:
             raise ConfigError(f"resources: gpus_per_node={self.gpus_per_node}, cpus_per_task={self.cpus_per_task}, "
                               f"timeout_min={self.timeout_min}",
@@ -56,6 +71,11 @@ class StageSettings:
     overrides: dict[str, Any] = field(default_factory=dict)  # overrides of that YAML, e.g. {split: val}
 
     def __post_init__(self) -> None:
+        check_text("stage.verb", self.verb)
+        check_text("stage.config", self.config)
+        for key, value in _flatten(self.overrides):
+            check_text(f"stage.overrides.{key}", key)
+            check_text(f"stage.overrides.{key}", value if isinstance(value, str) else str(value))
         reserved = [k for k in self.overrides if k in RESERVED_OVERRIDES]
         if reserved:
             raise ConfigError(f"stage.overrides.{reserved[0]}: the launcher sets {reserved[0]} for every task",
@@ -107,6 +127,11 @@ class ClusterSettings:
     grace_s: int = 60  # train: seconds the stage gets after SIGTERM to save a checkpoint before the requeue
 
     def __post_init__(self) -> None:
+        for name in ("python", "container", "apptainer", "resume_override"):
+            check_text(f"cluster.{name}", getattr(self, name))
+        for bind in self.binds:
+            check_text("cluster.binds", bind)
+        check_text("cluster.logs_dir", self.logs_dir, sbatch=True)  # it becomes the #SBATCH --output folder
         if self.num_shards is not None and self.num_shards < 1:
             raise ConfigError(f"cluster.num_shards={self.num_shards}: must be >= 1",
                               fix="give >= 1, or null for the extract config's num_shards")
@@ -130,6 +155,9 @@ class ClusterJobConfig:
     dry_run: bool = False  # submit: print the plan and the commands, submit nothing
     wait: bool = False  # submit: block until the jobs end; exit status 1 if one failed
     out: str | None = None  # render: folder for the sbatch scripts; null = <logs_dir>/sbatch
+
+    def __post_init__(self) -> None:
+        check_text("out", self.out, sbatch=True)  # the scripts' log folder is inside it
 
     moved_keys: ClassVar[dict[str, str]] = {key: ("the cluster YAML has two sections now: stage {service, verb, config, overrides} and cluster "
                         "{job, finalize, num_shards, ...}; see configs/cluster/*.yaml")

@@ -62,6 +62,7 @@ class EvaluateConfig:
     data: str = REQUIRED  # VisDial-format JSON of the split the predictions were made on
     dense: str | None = None  # VisDial dense-annotation JSON (NDCG); null = no NDCG
     out: str | None = None  # folder of its own for report.json, report.md, plots; null = <predictions' folder>/eval
+    overwrite: bool = False  # replace an earlier evaluation of other inputs in `out` (the same inputs: up to date)
 
     @property
     def out_dir(self) -> Path:

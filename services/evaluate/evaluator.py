@@ -1,6 +1,8 @@
 """The evaluation job: predictions + VisDial split (+ dense relevances) -> report.json, report.md, plots, config."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from datetime import datetime, timezone
@@ -15,6 +17,8 @@ from services.evaluate.config import EvaluateConfig
 from services.evaluate.ranking import TIE_RULE, ndcg_from_ranks, retrieval_item_values
 from services.evaluate.report import METRIC_LABELS, REPORT_FORMAT, render_markdown, write_json, write_text
 from shared.config import ConfigError, config_hash, save_config
+from shared.errors import InputError
+from shared.files import sha256_file
 from shared.predictions import PredictionError
 from shared.visdial import load_dense, load_visdial
 
@@ -129,8 +133,43 @@ def _ndcg_population(cfg: EvaluateConfig, split, a: Aligned, board: Scoreboard, 
     return {"dense_rounds": len(dense), "dense_rounds_all_zero": int(all_zero.sum()), "ndcg_rounds": len(kept)}
 
 
+def _inputs(cfg: EvaluateConfig) -> dict:
+    """What decides a report: the settings (without `out` and `overwrite`) and the bytes of every input file."""
+    files = {key: sha256_file(path) for key in ("predictions", "data", "dense")
+             if (path := getattr(cfg, key)) and Path(path).is_file()}
+    return {"config_hash": config_hash(dataclasses.replace(cfg, out=None, overwrite=False)), "sha256": files}
+
+
+def existing_report(cfg: EvaluateConfig) -> dict | None:
+    """The report already in `out` for the same inputs (None: there is none); refuses to write into another job's
+    folder, or over an evaluation of other inputs without overwrite=true."""
+    out = cfg.out_dir
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not names:
+        return None
+    if "report.json" not in names:
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        raise InputError(f"out={out} holds files of another job ({shown})",
+                         fix="give the evaluation a folder of its own: leave out unset (<predictions' folder>/eval) "
+                             "or name an empty folder")
+    try:
+        report = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        report = {}
+    if report.get("inputs") == _inputs(cfg):
+        return report
+    if not cfg.overwrite:
+        raise InputError(f"{out} holds an evaluation of other predictions or settings",
+                         fix="overwrite=true replaces it, or choose another out=")
+    return None
+
+
 def evaluate(cfg: EvaluateConfig) -> dict:
-    """Run the whole evaluation and write its outputs into `cfg.out_dir`; returns the report dict."""
+    """Run the whole evaluation and write its outputs into `cfg.out_dir`; returns the report dict (the one already
+    there when the inputs have not changed)."""
+    if (done := existing_report(cfg)) is not None:
+        log.info("%s/report.json is up to date (same predictions, data and settings)", cfg.out_dir)
+        return done
     start = time.perf_counter()
     split = load_visdial(cfg.data)
     aligned = align(cfg.predictions, split, cfg.expect_rounds)
@@ -158,7 +197,7 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     report = {
         "format": REPORT_FORMAT, "run": run_name(out),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config_hash": config_hash(cfg),
+        "config_hash": config_hash(cfg), "inputs": _inputs(cfg),
         "predictions": cfg.predictions, "data": cfg.data, "dense": cfg.dense, "split": split.split,
         "prediction_config_hashes": aligned.config_hashes,
         "bootstrap": {"samples": cfg.bootstrap.samples, "confidence": cfg.bootstrap.confidence,
@@ -175,7 +214,6 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     write_json(out / "report.json", report)
     write_text(out / "report.md", render_markdown(report))
     return report
-
 
 
 def run(cfg: EvaluateConfig) -> None:

@@ -4,6 +4,9 @@ Workers never raise for a bad file: a broken image must be recorded (failures.js
 """
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,8 +107,21 @@ def collate(samples: list[tuple[int, torch.Tensor | None, str | None]]) -> Batch
     )
 
 
-def _one_thread(_worker_id: int) -> None:
+def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)  # workers decode; letting each spawn N BLAS threads would starve the model
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the extraction that forked it dies, even by SIGKILL (which runs no
+    cleanup): an orphaned worker would hold memory and file handles until its queue times out."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not Linux: the DataLoader's own parent watchdog remains
+        return
+    libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the call: nobody is left to signal us
+        os._exit(1)
 
 
 def make_loader(dataset: ImageDataset, batch_size: int, num_workers: int, pin_memory: bool) -> DataLoader:
@@ -116,6 +132,6 @@ def make_loader(dataset: ImageDataset, batch_size: int, num_workers: int, pin_me
         num_workers=num_workers,
         collate_fn=collate,
         pin_memory=pin_memory,
-        worker_init_fn=_one_thread if num_workers else None,
+        worker_init_fn=_worker_init if num_workers else None,
         prefetch_factor=4 if num_workers else None,
     )

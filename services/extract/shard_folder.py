@@ -2,11 +2,13 @@
 line of an extraction run (`run_extract`)."""
 from __future__ import annotations
 
+import sys
 import time
 
 from services.extract.config import ExtractConfig
 from services.extract.failures import ExtractError
-from shared.shards import build_index, missing_shards, read_marker, sha256_file, shard_name
+from shared.shards import (ShardError, ShardSet, build_index, missing_shards, read_marker, sha256_file,
+                           shard_name)
 
 
 def finalize(cfg: ExtractConfig) -> dict:
@@ -23,7 +25,8 @@ def finalize(cfg: ExtractConfig) -> dict:
 
 
 def verify(cfg: ExtractConfig) -> tuple[list[tuple[str, int, str]], bool]:
-    """Re-hash every shard against its marker. Returns ([(file, rows, status)], all ok)."""
+    """Re-hash every shard against its marker, then open the folder as every reader does (index.json, headers,
+    rows, dims, encoder). Returns ([(file, rows, status)], all ok)."""
     rows, ok = [], True
     for i in range(cfg.num_shards):
         path = cfg.out_dir / shard_name(i, cfg.num_shards)
@@ -36,6 +39,12 @@ def verify(cfg: ExtractConfig) -> tuple[list[tuple[str, int, str]], bool]:
             status = "ok" if sha256_file(path) == marker["sha256"] else "BAD SHA256"
         ok &= status == "ok"
         rows.append((path.name, int(marker["rows"]) if marker else 0, status))
+    if ok:  # what a reader checks beyond the bytes: the index against the shards, every header
+        try:
+            ShardSet(cfg.out_dir, encoder_id=cfg.encoder.encoder_id, verify="never")
+        except ShardError as e:
+            rows.append(("(as a reader opens it)", 0, f"REFUSED: {' '.join(str(e).split())}"))
+            ok = False
     return rows, ok
 
 
@@ -63,10 +72,15 @@ def run_finalize(cfg: ExtractConfig) -> None:
 
 
 def run_verify(cfg: ExtractConfig) -> int:
-    """Print the table; exit status 1 when a shard is missing or damaged."""
+    """Print the table; exit status 1 (and the fix) when a shard is missing, damaged or refused by the readers."""
     table, ok = verify(cfg)
     width = max(len(name) for name, _, _ in table)
+    print(f"{cfg.out_dir}:")
     print(f"{'shard':<{width}}  {'rows':>7}  status")
     for name, rows, status in table:
         print(f"{name:<{width}}  {rows:>7}  {status}")
+    if not ok:
+        print(f"extract verify: error: {cfg.out_dir} is not usable; fix: delete the shards marked above (or the whole "
+              f"folder) and rerun `python -m services.extract --config <yaml> split={cfg.split} "
+              f"num_shards={cfg.num_shards}`, which embeds what is missing and rebuilds index.json", file=sys.stderr)
     return 0 if ok else 1

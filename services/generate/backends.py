@@ -7,6 +7,7 @@ redacted from every message this module produces.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import random
@@ -38,6 +39,14 @@ class HttpFailure:
     status: int | None  # None: no HTTP response (connection refused, timeout)
     detail: str
     retryable: bool
+    fix: str | None = None  # when the status alone does not say what to do
+
+
+def malformed(kind: str, exc: Exception) -> HttpFailure:
+    """An answer that is not the API's JSON (a proxy's HTML page, another server on that port, a changed API)."""
+    what = "not JSON" if isinstance(exc, json.JSONDecodeError) else f"not the {kind} API's shape ({type(exc).__name__})"
+    return HttpFailure(200, f"the answer is {what}", False,
+                       f"check that backend.base_url points at an {kind}-compatible server (and no proxy in between)")
 
 
 def resolve_api_key(cfg: BackendConfig) -> str | None:
@@ -101,8 +110,8 @@ class HttpBackend:
             status = "no response" if failure.status is None else f"HTTP {failure.status}"
             detail = self.redact(failure.detail)[:300]
             if not failure.retryable or attempt == self.cfg.max_retries:
-                raise GenerationError(f"{self.kind} backend: {status} from {url}: {detail}; "
-                                      f"{_fix(failure.status, self.cfg, attempt)}") from None
+                raise GenerationError(f"{self.kind} backend: {status} from {url}: {detail}",
+                                      fix=failure.fix or _fix(failure.status, self.cfg, attempt)) from None
             delay = self.cfg.backoff_s * 2**attempt * (1 + 0.25 * random.random())
             log.warning("%s backend: %s from %s (%s); retry %d/%d in %.1f s", self.kind, status, url, detail,
                         attempt + 1, self.cfg.max_retries, delay)
@@ -149,6 +158,8 @@ class OllamaBackend(HttpBackend):
             return HttpFailure(exc.status_code, str(exc.error), _retryable(exc.status_code))
         if isinstance(exc, (ConnectionError, httpx.TransportError)):  # the client turns ConnectError into this
             return HttpFailure(None, f"{type(exc).__name__}: {exc}", True)
+        if isinstance(exc, (ValueError, TypeError, AttributeError)):  # JSON or pydantic: not Ollama's answer
+            return malformed("ollama", exc)
         return None
 
 
@@ -175,8 +186,8 @@ class OpenAIBackend(HttpBackend):
             model=self.model, messages=[{"role": "system", "content": request.system},
                                         {"role": "user", "content": content}],
             max_tokens=self.cfg.max_new_tokens, temperature=self.cfg.temperature, seed=self.cfg.seed)
-        if not response.choices:
-            raise GenerationError(f"openai backend: {self.base_url}{self.endpoint} answered without choices")
+        if not getattr(response, "choices", None):  # raised inside the retry loop: reported as a malformed answer
+            raise ValueError("no choices")
         return response.choices[0].message.content or ""
 
     def _classify(self, exc: Exception) -> HttpFailure | None:
@@ -186,5 +197,7 @@ class OpenAIBackend(HttpBackend):
             return HttpFailure(exc.status_code, str(exc.message), _retryable(exc.status_code))
         if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
             return HttpFailure(None, f"{type(exc).__name__}: {exc}", True)
+        if isinstance(exc, (openai.APIResponseValidationError, ValueError, TypeError, AttributeError)):
+            return malformed("openai", exc)
         return None
 

@@ -7,6 +7,7 @@ gen-eval writes `predictions.jsonl` (shared/predictions.py) with the blocks stri
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -89,6 +90,12 @@ class GenerateConfig(RunSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        key_env = self.backend.api_key_env
+        if key_env and not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,63}", key_env):
+            # never echoed: a value that is not a variable name is most likely the key itself, pasted by mistake
+            raise ConfigError("backend.api_key_env is not the upper-case NAME of an environment variable (the value is "
+                              "not shown: it may be the key itself)", fix="export the key in your shell, e.g. "
+                              "`export OPENAI_API_KEY=...`, and give its name: backend.api_key_env=OPENAI_API_KEY")
         if self.retrieval.k < 1:
             raise ConfigError(f"retrieval.k={self.retrieval.k}: must be >= 1")
         if self.backend.max_retries < 0 or self.backend.backoff_s < 0:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import InputError
+from shared.files import refuse_replacing
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,12 @@ class JsonlLog:
     """
 
     def __init__(self, path: str | Path, config_hash: str, resume: bool,
-                 check: Callable[[Mapping[str, Any]], str | None] | None = None, key: str = "id"):
+                 check: Callable[[Mapping[str, Any]], str | None] | None = None, key: str = "id",
+                 overwrite: bool = False):
         self.path, self.config_hash, self.key = Path(path), config_hash, key
         self.check = check or (lambda record: None)
+        if not resume and not overwrite:
+            refuse_replacing(self.path, "records")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.ids: set[str] = set()
         if resume and self.path.exists():
@@ -50,14 +54,16 @@ class JsonlLog:
             try:
                 record = json.loads(line)
             except ValueError:
-                raise RecordFileError(f"{where}: not JSON; fix or delete that line, or rerun with resume=false") \
-                    from None
+                raise RecordFileError(f"{where}: not JSON", fix="fix or delete that line, or replace the file with "
+                                                                "resume=false overwrite=true") from None
             problem = "not a JSON object" if not isinstance(record, dict) else self.check(record)
             if problem:
-                raise RecordFileError(f"{where}: {problem}; fix or delete that line, or rerun with resume=false")
+                raise RecordFileError(f"{where}: {problem}", fix="fix or delete that line, or replace the file with "
+                                                                 "resume=false overwrite=true")
             if record.get("config_hash") != self.config_hash:
                 raise RecordFileError(f"{where}: written with config_hash {record.get('config_hash')!r}, this run is "
-                                      f"{self.config_hash!r}; use another out_dir or rerun with resume=false")
+                                      f"{self.config_hash!r} (other settings)",
+                                      fix="use another run name, or replace the file with resume=false overwrite=true")
             if record[self.key] in self.ids:
                 raise RecordFileError(f"{where}: duplicate {self.key} {record[self.key]!r}; delete one of the lines")
             self.ids.add(record[self.key])

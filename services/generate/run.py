@@ -101,17 +101,17 @@ def run(verb: str, cfg: GenerateConfig, backend: Any = None) -> Summary:
         idf = IdfTable.fit(f"{r.question} {r.answer or ''}" for d in idf_split.dialogs for r in d.rounds)
     embeddings = DialogEmbeddings(Path(retrieval.embeddings.format(split=name))) \
         if retrieval.enabled and retrieval.embeddings else None
-    save_config(cfg, out)
 
-    chash = cfg.record_hash()
+    chash = cfg.record_hash()  # the writers refuse files of other settings before anything is written
     if verb == "gen_eval":
-        writer = PredictionWriter(out / "predictions.jsonl", chash, resume=cfg.resume)
+        writer = PredictionWriter(out / "predictions.jsonl", chash, resume=cfg.resume, overwrite=cfg.overwrite)
         done = {f"{name}:{i}:{r}" for i, r in writer.done_keys()}
         rejects = None
     else:
-        writer = JsonlLog(out / "records.jsonl", chash, cfg.resume, check=check_record)
-        rejects = JsonlLog(out / "rejects.jsonl", chash, cfg.resume)
+        writer = JsonlLog(out / "records.jsonl", chash, cfg.resume, check=check_record, overwrite=cfg.overwrite)
+        rejects = JsonlLog(out / "rejects.jsonl", chash, cfg.resume, overwrite=cfg.overwrite)
         done = writer.ids | (set() if cfg.validation.retry_rejected else rejects.ids)
+    save_config(cfg, out)
     summary = Summary(out_dir=out)
     started = time.perf_counter()
     dialogs = split.dialogs[: cfg.data.limit_dialogs]

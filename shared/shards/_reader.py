@@ -4,13 +4,15 @@ Part of `shared.shards`: import from there.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import numpy as np
 
-from shared.files import sha256_file
+from shared.files import atomic_write_text, sha256_file
 from shared.shards._safetensors import map_tensors
 from shared.shards._format import ShardError, check_header, rebuild_hint, shard_name
 from shared.shards._index import INDEX_HINT, load_index
@@ -25,22 +27,50 @@ class ShardView:
     start: int
     stop: int
     tensors: Mapping[str, np.ndarray]
+    metadata: Mapping[str, str]
+
+
+VERIFY_MODES = ("once", "always", "never")
+VERIFIED_SUFFIX = ".verified.json"  # beside a shard: the sha256 that matched, for this size and mtime
+
+
+def _verified(path: Path, sha256: str, stat: os.stat_result) -> bool:
+    """True when the shard was hashed before, unchanged since (same size and mtime), and matched `sha256`."""
+    try:
+        seen = json.loads(Path(str(path) + VERIFIED_SUFFIX).read_text())
+    except (OSError, ValueError):
+        return False
+    return seen == {"sha256": sha256, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _record_verified(path: Path, sha256: str, stat: os.stat_result) -> None:
+    """Remember a good hash; a read-only folder only means the next reader hashes again."""
+    try:
+        atomic_write_text(Path(str(path) + VERIFIED_SUFFIX),
+                          json.dumps({"sha256": sha256, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}))
+    except OSError:
+        pass
 
 
 class ShardSet:
-    """Memory-mapped embeddings of one split, with rows and dims always checked and sha256 on request.
+    """Memory-mapped embeddings of one split: rows, dims and headers always checked, every byte hashed once.
 
     Args:
         directory: the `embeddings/<encoder_id>/<split>` folder holding the shards and `index.json`.
         encoder_id: expected encoder; a folder written by another encoder raises ShardError.
         dims: expected subset of {"image": D_img, "text": D_txt, "rounds": R}.
-        verify: also recompute every shard's sha256 (reads every byte; the other checks read only headers).
+        verify: "once" (default): hash a shard the first time it is read and record the result beside it
+            (`<shard>.verified.json`, keyed by size and mtime), so later reads cost a stat; "always": hash every
+            time; "never": headers and sizes only. True/False mean "always"/"never".
     Raises:
         ShardError: naming the offending shard file (or index) and how to fix it.
     """
 
     def __init__(self, directory: str | Path, encoder_id: str | None = None,
-                 dims: Mapping[str, int] | None = None, verify: bool = False) -> None:
+                 dims: Mapping[str, int] | None = None, verify: bool | str = "once") -> None:
+        verify = {True: "always", False: "never"}.get(verify, verify)
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify={verify!r}: use one of {VERIFY_MODES}")
         self.directory = Path(directory)
         index = load_index(self.directory)
         self.index = index
@@ -76,8 +106,12 @@ class ShardSet:
             raise ShardError(f"{self.directory}: image id {int(dup[0])} appears in more than one row; the shards "
                              "come from different data files — delete them and rerun the extraction")
         self._sorted_ids = sorted_ids
+        # dialogs the extraction left out (unreadable images, max_failures > 0): a lookup of one says so
+        self.dropped: set[int] = set()
+        for view in self._views:
+            self.dropped.update(int(i) for i in json.loads(view.metadata.get("dropped_image_ids", "[]")))
 
-    def _open(self, i: int, n: int, entry: Mapping, start: int, verify: bool) -> ShardView:
+    def _open(self, i: int, n: int, entry: Mapping, start: int, verify: str) -> ShardView:
         path = self.directory / str(entry.get("file"))
         fix = rebuild_hint(self.split, i, n)
         if entry.get("file") != shard_name(i, n):
@@ -85,7 +119,8 @@ class ShardSet:
                              + INDEX_HINT.format(dir=self.directory))
         if not path.is_file():
             raise ShardError(f"{path}: missing; {fix}, then rebuild the index")
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
         if size != entry["bytes"]:
             raise ShardError(f"{path}: {size} bytes but the index says {entry['bytes']} (truncated or rewritten); "
                              f"{fix}, then rebuild the index")
@@ -94,14 +129,17 @@ class ShardSet:
         header, data_start, dims = check_header(path, self.split, i, n, expect)
         if dims != self.dims:
             raise ShardError(f"{path}: dims {dims} differ from the index's {self.dims}; {fix}")
-        if verify and (digest := sha256_file(path)) != entry["sha256"]:
-            raise ShardError(f"{path}: sha256 {digest[:16]}... does not match the recorded {entry['sha256'][:16]}... "
-                             f"(corrupted on disk); delete it and {fix}")
+        if verify == "always" or (verify == "once" and not _verified(path, entry["sha256"], stat)):
+            if (digest := sha256_file(path)) != entry["sha256"]:
+                raise ShardError(f"{path}: sha256 {digest[:16]}... does not match the recorded "
+                                 f"{entry['sha256'][:16]}... (corrupted on disk); delete it and {fix}")
+            if verify == "once":
+                _record_verified(path, digest, stat)
         tensors = map_tensors(path, header, data_start)
         if self._views and sorted(tensors) != sorted(self._views[0].tensors):
             raise ShardError(f"{path}: tensors {sorted(tensors)} differ from shard 0's "
                              f"{sorted(self._views[0].tensors)}; {fix} with the same settings as the others")
-        return ShardView(path, i, start, start + int(entry["rows"]), tensors)
+        return ShardView(path, i, start, start + int(entry["rows"]), tensors, header.get("__metadata__", {}))
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
@@ -120,6 +158,12 @@ class ShardSet:
         pos = np.searchsorted(self._sorted_ids, ids).clip(max=max(len(self) - 1, 0))
         absent = ids[(self._sorted_ids[pos] != ids)] if len(self) else ids
         if absent.size:
+            dropped = [int(i) for i in absent if int(i) in self.dropped]
+            if dropped:
+                raise ShardError(f"{self.directory}: image id {dropped[0]} has no embedding: the extraction dropped "
+                                 f"its dialog ({len(dropped)} such ids asked for; failures.jsonl beside the shards "
+                                 "says why, e.g. an unreadable image); fix: repair the image and re-extract the "
+                                 "split, or leave those dialogs out of the data file")
             raise ShardError(f"{self.directory}: image id {int(absent[0])} has no embedding ({absent.size} ids "
                              f"missing of {ids.size}); the split's data file differs from the one extracted — "
                              f"rerun the extraction for split={self.split}")

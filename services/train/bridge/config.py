@@ -6,7 +6,7 @@ optimiser and LoRA basics are the shared classes of shared/settings.py.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from shared.config import ConfigError
 from shared.memory import MemoryConfig
@@ -84,10 +84,14 @@ class BridgeDataSettings(DialogSelection):
 
     embeddings: str = "embeddings/cpu_default/train"  # the split's shard folder (services.extract)
     encoder_id: str | None = "cpu_default"  # checked against the shards' metadata; null accepts any
-    verify_checksums: bool = False  # re-hash every shard on open (slow for big splits)
+    # once: hash each shard the first time it is read (recorded beside it); always: every time; never: headers only
+    verify: Literal["once", "always", "never"] = "once"
     # each epoch lists a round whose `kind` is "memory" this many times: memory rounds are ~10% of the demo's rounds,
     # too few for a scratch Q-Former to learn to address an earlier picture in a CPU-sized run (VisDial has no kinds)
     repeat_memory_rounds: int = 1
+
+    moved_keys: ClassVar[dict[str, str]] = {"verify_checksums": "use data.verify=once|always|never (once is the "
+                                                                "default: every shard is hashed the first time)"}
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -40,7 +40,7 @@ class DialogData:
     def __init__(self, settings: BridgeDataSettings):
         self.split = load_visdial(settings.dialogs)
         self.dialogs: tuple[Dialog, ...] = self.split.dialogs[: settings.limit_dialogs]
-        self.shards = ShardSet(settings.embeddings, encoder_id=settings.encoder_id, verify=settings.verify_checksums)
+        self.shards = ShardSet(settings.embeddings, encoder_id=settings.encoder_id, verify=settings.verify)
         self.rows = self.shards.rows_of([d.image_id for d in self.dialogs])
         stored = self.shards.get("num_rounds", self.rows)
         for dialog, count in zip(self.dialogs, stored):

@@ -78,13 +78,13 @@ def infer(cfg: InferConfig) -> Path:
     builder = PromptBuilder(train_cfg.prompt, tokenizer, None if cfg.reminder == "train" else cfg.reminder)
     options = OptionTokens(builder, cfg.score_with_eos)
     out = Path(cfg.out) if cfg.out else cfg.run_dir / "predictions.jsonl"
-    save_config(cfg, out.parent, name="infer_config.yaml")
     settings = {k: v for k, v in to_dict(cfg).items() if k not in location_keys(cfg)}  # not results
     identity = json.dumps({"infer": settings, "trained": state["config_hash"], "step": state["step"]},
                           sort_keys=True)
     run_hash = hashlib.sha256(identity.encode()).hexdigest()[:12]
     steps = embedded_turns(train_cfg.model)
-    with PredictionWriter(out, run_hash, resume=cfg.resume) as writer:
+    with PredictionWriter(out, run_hash, resume=cfg.resume, overwrite=cfg.overwrite) as writer:
+        save_config(cfg, out.parent, name="infer_config.yaml")  # only once the predictions file is known to fit
         done = writer.done_keys()
         todo = [(d, r) for d, r in data.samples(cfg.data.rounds) if (data.dialogs[d].image_id, r) not in done]
         log.info("%s: %d rounds to predict (%d already done), checkpoint %s", out, len(todo), len(done), folder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -80,9 +81,15 @@ def _resume(cfg: BridgeTrainConfig, folder: Path, world, bridge, llm, optimizer,
     if latest is None:
         return 0
     if not cfg.resume:
-        raise ConfigError(f"{folder} already holds checkpoints of this run",
-                          fix="set resume=true to continue it, or choose another run name (or delete the folder) to "
-                              "start over")
+        if not cfg.overwrite:
+            raise ConfigError(f"{folder} already holds checkpoints of this run",
+                              fix="resume=true continues it; overwrite=true starts it afresh (its checkpoints and "
+                                  "metrics are deleted); or choose another run name")
+        if world.is_main:  # replacing was asked for explicitly: nothing of the old run may mix into the new one
+            shutil.rmtree(folder)
+            (cfg.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        distributed.barrier(world)
+        return 0
     state = train_state.read_state(latest)
     _same_run(state["config"], cfg, latest)  # before loading anything
     train_state.restore(latest, state, optimizer, scheduler, world.rank)

@@ -108,8 +108,8 @@ def predict_split(cfg: FinetuneInferConfig, predictor: Predictor) -> Path:
     records = records_from_visdial(cfg.data.dialogs, cfg.images, rounds=cfg.data.rounds, caption=trained.caption,
                                    with_response=False, limit_dialogs=cfg.data.limit_dialogs)
     out = Path(cfg.out) if cfg.out else cfg.run_dir / "predictions.jsonl"
-    save_config(cfg, out.parent, name="infer_config.yaml")
-    with PredictionWriter(out, identity_hash(cfg, predictor), resume=cfg.resume) as writer:
+    with PredictionWriter(out, identity_hash(cfg, predictor), resume=cfg.resume, overwrite=cfg.overwrite) as writer:
+        save_config(cfg, out.parent, name="infer_config.yaml")  # only once the predictions file is known to fit
         done = writer.done_keys()
         todo = [r for r in records if (r.image_id, r.round_id) not in done]
         log.info("%d rounds to predict (%d already in %s)", len(todo), len(records) - len(todo), out)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
-from services.train.finetune.config import FinetuneConfig
+from services.train.finetune.config import ADAPTER_DIR, FinetuneConfig
 from shared.config import ConfigError, load_config, to_dict
 from shared.runlog import MetricsLogger
 from shared.settings import refuse_old_layout
@@ -94,8 +95,14 @@ def resume_point(cfg: FinetuneConfig, run_dir: Path) -> Path | None:
     if checkpoint is None:
         return None
     if not cfg.resume:
-        raise ConfigError(f"{folder} already holds {checkpoint.name}",
-                          fix="resume=true continues it; or delete the folder / pick another run= to start afresh")
+        if not cfg.overwrite:
+            raise ConfigError(f"{folder} already holds {checkpoint.name}",
+                              fix="resume=true continues it; overwrite=true starts it afresh (its checkpoints, "
+                                  "adapter and metrics are deleted); or choose another run name")
+        for old in (folder, run_dir / ADAPTER_DIR):  # replacing was asked for: nothing old may mix into the new run
+            shutil.rmtree(old, ignore_errors=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        return None
     saved_path = run_dir / "config.yaml"
     if saved_path.is_file():
         saved, now = to_dict(load_config(FinetuneConfig, saved_path)), to_dict(cfg)

@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pytest
 
+from shared.errors import InputError
 from shared.predictions import PredictionError, PredictionWriter, export_evalai, read_predictions, scores_to_ranks
 
 
@@ -82,7 +83,10 @@ def test_resume_refuses_another_config_and_fresh_start_truncates(tmp_path):
         writer.write([row(1, 1)])
     with pytest.raises(PredictionError, match=r"p.jsonl:1: written with config_hash 'h1', this run is 'h2'"):
         PredictionWriter(path, "h2")
-    with PredictionWriter(path, "h2", resume=False) as writer:
+    with pytest.raises(InputError, match=r"p.jsonl: already holds predictions .*; fix: .*overwrite=true replaces it"):
+        PredictionWriter(path, "h2", resume=False)  # never replaced silently
+    assert [r["config_hash"] for r in read_predictions(path)] == ["h1"]
+    with PredictionWriter(path, "h2", resume=False, overwrite=True) as writer:
         assert writer.done_keys() == set()
         writer.write([row(1, 1)])
     assert [r["config_hash"] for r in read_predictions(path)] == ["h2"]

@@ -205,13 +205,29 @@ def test_truncated_shard(tmp_path):
         build_index(tmp_path)
 
 
-def test_flipped_data_byte_needs_verify(tmp_path):
+def test_flipped_data_byte_is_caught_by_default(tmp_path):
     write_all(tmp_path)
     path = tmp_path / shard_name(0, 3)
     flip_byte(path, path.stat().st_size - 1)
-    ShardSet(tmp_path)  # headers, sizes, rows and dims still agree: only the checksum can tell
+    ShardSet(tmp_path, verify="never")  # headers, sizes, rows and dims still agree: only the checksum can tell
     with pytest.raises(ShardError, match=r"shard-00000-of-00003.safetensors: sha256 .* does not match"):
+        ShardSet(tmp_path)  # a reader hashes every shard the first time by default
+    with pytest.raises(ShardError, match=r"sha256 .* does not match"):
         ShardSet(tmp_path, verify=True)
+
+
+def test_a_verified_shard_is_hashed_once_until_it_changes(tmp_path):
+    write_all(tmp_path)
+    path = tmp_path / shard_name(0, 3)
+    ShardSet(tmp_path)
+    record = Path(str(path) + ".verified.json")
+    assert record.is_file() and json.loads(record.read_text())["bytes"] == path.stat().st_size
+    stamp = record.stat().st_mtime_ns
+    ShardSet(tmp_path)  # unchanged: the recorded hash is trusted, nothing is rewritten
+    assert record.stat().st_mtime_ns == stamp
+    flip_byte(path, path.stat().st_size - 1)  # rewriting the shard changes its mtime: hashed again, caught
+    with pytest.raises(ShardError, match=r"sha256 .* does not match"):
+        ShardSet(tmp_path)
 
 
 @pytest.mark.parametrize("offset", [0, 3, 8, 20])
@@ -295,6 +311,7 @@ def test_reads_are_zero_copy_memory_maps(tmp_path):
     build_index(tmp_path)
     io = Path("/proc/self/io")
     read_bytes = (lambda: int(io.read_text().split("rchar:")[1].split()[0])) if io.exists() else None
+    ShardSet(tmp_path)  # the first open hashes every byte once (and records it)
     before = read_bytes() if read_bytes else 0
     shards = ShardSet(tmp_path)
     view = next(shards.iter_shards()).tensors["image"]
