@@ -30,16 +30,16 @@ import yaml
 from shared.config import REQUIRED, ConfigError, defaults_dict, field_comments, load_config, to_dict
 from shared.errors import InputError
 
-# OS errors that the user can fix (space, permissions, a path that is not what it should be), shown as one line.
-USER_OS_ERRORS = {errno.ENOSPC: "free space on that disk or choose another folder",
-                  errno.EDQUOT: "free space (disk quota exceeded) or choose another folder",
-                  errno.EROFS: "choose a writable folder (it is on a read-only file system)",
-                  errno.EACCES: "choose a folder you may write to, or fix its permissions",
-                  errno.EPERM: "choose a folder you may write to, or fix its permissions",
-                  errno.ELOOP: "remove the symbolic-link loop",
-                  errno.ENAMETOOLONG: "use a shorter path",
-                  errno.EISDIR: "give a file, not a folder",
-                  errno.ENOTDIR: "give a folder, not a file"}
+# OS errors the user can fix, shown as one line: the machine's (space, permissions; exit 1) and a bad path (exit 2).
+USER_OS_ERRORS = {errno.ENOSPC: ("free space on that disk or choose another folder", 1),
+                  errno.EDQUOT: ("free space (disk quota exceeded) or choose another folder", 1),
+                  errno.EROFS: ("choose a writable folder (it is on a read-only file system)", 1),
+                  errno.EACCES: ("choose a folder you may write to, or fix its permissions", 1),
+                  errno.EPERM: ("choose a folder you may write to, or fix its permissions", 1),
+                  errno.ELOOP: ("remove the symbolic-link loop", 2),
+                  errno.ENAMETOOLONG: ("use a shorter path", 2),
+                  errno.EISDIR: ("give a file, not a folder", 2),
+                  errno.ENOTDIR: ("give a folder, not a file", 2)}
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ def error_line(prog: str, error: BaseException) -> tuple[str, int]:
         return f"{prog}: error: {what}{fix}", 2
     if isinstance(error, OSError) and error.errno in USER_OS_ERRORS:
         where = error.filename or "a file"
-        return (f"{prog}: error: {where}: {error.strerror or error}; fix: {USER_OS_ERRORS[error.errno]}, then rerun "
-                "(finished work is kept)", 1)
+        fix, status = USER_OS_ERRORS[error.errno]
+        return f"{prog}: error: {where}: {error.strerror or error}; fix: {fix}, then rerun (finished work is kept)", status
     return "", 0
 
 

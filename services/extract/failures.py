@@ -59,10 +59,10 @@ class FailureLog:
 
 
 def too_many_error(failures: list[ImageFailure], max_failures: int, log_path: Path, where: str) -> ExtractError:
-    shown = "\n".join(f"  image {f.image_id}: {f.path or '(no file)'}: {f.reason}" for f in failures[:5])
-    more = f"\n  ... and {len(failures) - 5} more" if len(failures) > 5 else ""
+    shown = "; ".join(f"image {f.image_id}: {f.path or '(no file)'}: {f.reason}" for f in failures[:3])
+    more = f"; ... and {len(failures) - 3} more" if len(failures) > 3 else ""
     return ExtractError(
-        f"{where}: {len(failures)} image(s) could not be read (max_failures={max_failures}):\n{shown}{more}\n"
-        f"All are listed in {log_path}. Fix or replace the files and rerun (complete shards are kept), or allow "
-        f"max_failures={len(failures)} to drop the dialogs that show them."
-    )
+        f"{where}: {len(failures)} image(s) could not be read (max_failures={max_failures}): {shown}{more} "
+        f"(all are listed in {log_path})",
+        fix=f"fix or replace the files and rerun (complete shards are kept), or allow max_failures={len(failures)} "
+            "to drop the dialogs that show them")
