@@ -2,8 +2,8 @@
 
     python bench/train.py [--gpu] [--quick]
 
-1. Candidate scoring: the shared-prefix path of services/train/scoring.py (one prefix forward per round, then only
-   the option tokens against the gathered cache) vs one full forward of [prefix ; option] per option (options of a
+1. Candidate scoring: the shared-prefix path of services/train/bridge/scoring.py (one prefix forward per round, then
+   only the option tokens against the gathered cache) vs one full forward of [prefix ; option] per option (options of a
    round batched together, so the ratio measures prefix reuse, not batching). Same LLM, same inputs; the summed
    log-probs must agree within 1e-4. `prefix_scoring_speedup`: real VisDial val rounds (tests/assets sample, 100
    options each) with 32 soft tokens; `prefix_scoring_speedup_demo`: the demo's 13 one-word options, 8 soft tokens.

@@ -1,4 +1,4 @@
-"""`python -m services.evaluate compare runA/eval runB/eval [...] [--out dir]`: deltas of later runs vs the first.
+"""`python -m services.evaluate compare runs=[runA/eval,runB/eval,...] [out=dir]`: deltas of later runs vs the first.
 
 Writes compare.md, compare.json, compare.png and the resolved config.yaml into the output folder (default:
 `<parent of runA's run folder>/compare/<A>_vs_<B>`). A metric missing from a run is shown as "–", never as 0.

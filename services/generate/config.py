@@ -66,8 +66,8 @@ class RetrievalConfig:
 
 @dataclass
 class ValidationConfig:
-    max_answer_words: int = 25  # gen_reason: the answer after the reminder block must be this short
-    require_reminder: bool = True  # gen_reason: a closed <reminder>...</reminder> before the answer
+    max_answer_words: int = 25  # gen-reason: the answer after the reminder block must be this short
+    require_reminder: bool = True  # gen-reason: a closed <reminder>...</reminder> before the answer
     retry_rejected: bool = False  # on resume, generate rejected ids again (useful with temperature > 0)
 
 

@@ -1,9 +1,9 @@
 """The generation loop shared by gen-base, gen-reason and gen-eval: select rounds, prompt, generate, validate, append.
 
 Outputs under <outputs_root>/<run>/: config.yaml (resolved), then
-- gen_base / gen_reason: records.jsonl (services/generate/schema.py) and rejects.jsonl (gen_reason responses that do
+- gen-base / gen-reason: records.jsonl (services/generate/schema.py) and rejects.jsonl (gen-reason responses that do
   not fit the format, with the reason; they are skipped on resume unless validation.retry_rejected);
-- gen_eval: predictions.jsonl (shared/predictions.py): answer = response with reminder/reasoning blocks stripped.
+- gen-eval: predictions.jsonl (shared/predictions.py): answer = response with reminder/reasoning blocks stripped.
 """
 from __future__ import annotations
 

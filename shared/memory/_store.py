@@ -286,7 +286,7 @@ class MemoryStore:
     def _screened_scores(self, query: str, now: float, k: int, query_embedding: np.ndarray,
                          current_picture: int | None) -> Scores | None:
         """Scores of the memories that can be in the exact top-k: every relevance estimated in int8 (error at most
-        `bound`), then float32 for the rows the bound leaves in doubt (shared/memory_screen.py, docs/RETRIEVAL.md).
+        `bound`), then float32 for the rows the bound leaves in doubt (shared/memory/_screen.py, docs/RETRIEVAL.md).
 
         Rescored: the rows that can hold the minimum or maximum relevance (the normalisation needs both exactly),
         and each row whose estimated total is within 2 * bound (in total units) of the k-th best estimate, which
@@ -317,7 +317,7 @@ class MemoryStore:
         if worst > bound:
             self._screen_broken = True
             log.warning("int8 screen: an estimate is off by %.3g, beyond its bound %.3g: this torch build's quantised "
-                        "kernel is not the one shared/memory_screen.py assumes. Scoring in float32 from now on "
+                        "kernel is not the one shared/memory/_screen.py assumes. Scoring in float32 from now on "
                         "(int8_screen_from: 0 skips the screen).", worst, bound)
             return None
         # The same arithmetic as score(): a shortlisted total is the float32 path's (bit for bit where both products

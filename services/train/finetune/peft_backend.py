@@ -1,9 +1,9 @@
 """The peft backend: transformers + peft (+ bitsandbytes 4-bit) with the plain `transformers.Trainer`.
 
 Runs anywhere (CPU included). The plain Trainer rather than TRL's SFTTrainer because this backend brings its own
-collator (services/train/finetune_collate.py) that masks everything but the response exactly; SFTTrainer would
+collator (services/train/finetune/collate.py) that masks everything but the response exactly; SFTTrainer would
 only add dataset preparation that has to be switched off again. Checkpointing, resuming and logging are the
-Trainer's, shared with the unsloth backend (services/train/finetune_trainer.py).
+Trainer's, shared with the unsloth backend (services/train/finetune/trainer.py).
 """
 from __future__ import annotations
 

@@ -134,13 +134,13 @@ def _generated_record(row: Any, where: str, index: ImageIndex, reminder: str) ->
     for key, tp in _GENERATED_TYPES.items():
         if not isinstance(row.get(key), tp) or isinstance(row.get(key), bool):
             raise RecordError(f"{where}: {key} missing or not {tp.__name__} ({row.get(key)!r}); "
-                              "the file must hold services.generate records (gen_reason)")
+                              "the file must hold services.generate records (gen-reason)")
     conversation, response = row["conversation"].rstrip(), row["response"].strip()
     if not conversation.endswith("A:"):
         raise RecordError(f"{where}: conversation does not end with the open question's 'A:'; its answer must "
                           "never be in the prompt — regenerate the record")
     if reminder == "generated" and not extract_reminders(response):
-        raise RecordError(f"{where}: response has no <reminder> block; generate with gen_reason, "
+        raise RecordError(f"{where}: response has no <reminder> block; generate with gen-reason, "
                           "or train answers only with data.reminder=none")
     if reminder == "none":
         response = strip_blocks(response)[0]
@@ -157,7 +157,7 @@ def records_from_generated(path: str | Path, images_dir: str | Path, *, reminder
     """Records from the generate service's records.jsonl (the last image sent with a prompt is its image)."""
     path = Path(path)
     if not path.is_file():
-        raise RecordError(f"{path}: no such file; run `python -m services.generate gen_reason --config ...` "
+        raise RecordError(f"{path}: no such file; run `python -m services.generate gen-reason --config ...` "
                           "first, or set data.generated")
     index = ImageIndex.scan(images_dir)
     out: list[FinetuneRecord] = []
