@@ -60,9 +60,10 @@ if [ ${#evals[@]} -lt 2 ]; then
   exit 2
 fi
 echo "== ablation: compare (every variant against ${evals[0]})"
+runs="runs=[$(IFS=,; echo "${evals[*]}")]"
 if [ "${RUNNER:-local}" = docker ]; then
-  docker compose run --rm evaluate compare "${evals[@]}" --out "$OUT"
+  docker compose run --rm evaluate compare "$runs" "out=$OUT"
 else
-  .venvs/evaluate/bin/python -m services.evaluate compare "${evals[@]}" --out "$OUT"
+  .venvs/evaluate/bin/python -m services.evaluate compare "$runs" "out=$OUT"
 fi
 echo "== ablation: finished in $(( $(date +%s) - t0 )) s; table: $OUT/compare.md"

@@ -19,6 +19,7 @@ import dataclasses
 import errno
 import importlib
 import inspect
+import os
 import sys
 import types
 import typing
@@ -169,6 +170,15 @@ def parse_argv(argv: list[str]) -> tuple[str | None, list[str], list[str], bool]
 def run_cli(svc: str, verbs: dict[str, Verb], argv: list[str], default: str | None = None,
             renamed: dict[str, str] | None = None) -> int:
     """Parse `argv` (after `python -m services.<svc>`), run the verb, and turn input errors into one line."""
+    try:
+        return _run_cli(svc, verbs, argv, default, renamed)
+    except BrokenPipeError:  # `... --help | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run_cli(svc: str, verbs: dict[str, Verb], argv: list[str], default: str | None,
+             renamed: dict[str, str] | None) -> int:
     renamed = renamed or {}
     prog = f"{svc}"
     try:
