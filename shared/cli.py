@@ -65,8 +65,8 @@ def error_line(prog: str, error: BaseException) -> tuple[str, int]:
         return f"{prog}: error: {one_line(error.message)}; fix: {one_line(fix)}", 2
     if isinstance(error, FileNotFoundError):  # a missing input named by our own code or by open()
         what = f"{error.filename}: no such file or folder" if error.filename else one_line(str(error))
-        fix = "" if "; " in what else "; fix: check the path in the config or on the command line"
-        return f"{prog}: error: {what}{fix}", 2
+        what, _, fix = what.partition("; ")  # our messages say the fix after the first "; "
+        return f"{prog}: error: {what}; fix: {fix or 'check the path in the config or on the command line'}", 2
     if isinstance(error, OSError) and error.errno in USER_OS_ERRORS:
         where = error.filename or "a file"
         fix, status = USER_OS_ERRORS[error.errno]

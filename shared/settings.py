@@ -155,6 +155,17 @@ def _next_post_init(obj: object, klass: type) -> None:
         nxt()
 
 
+def torch_device(choice: str):
+    """The torch.device of a `device` setting: auto = cuda when torch sees a GPU; cuda without one is an input error."""
+    import torch  # here, not at module level: the evaluator's environment stays light
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but torch sees no CUDA device here", fix="use device=auto or device=cpu")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
 def location_keys(cfg: object) -> set[str]:
     """Top-level keys of `cfg` that a resumed run may change (locations and run control, not settings)."""
     keys: set[str] = set()

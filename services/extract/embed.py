@@ -10,6 +10,7 @@ from services.extract.dataset import ImageDataset, ImageItem, make_loader
 from services.extract.encoders import Encoder
 from services.extract.failures import ImageFailure
 from shared.runlog import Progress
+from shared.settings import torch_device
 
 
 def embed_images(
@@ -68,8 +69,4 @@ def configure_torch(num_threads: int, device: str) -> torch.device:
         torch.set_num_threads(num_threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but torch sees no CUDA device; use device=cpu or device=auto")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(device)
+    return torch_device(device)

@@ -96,6 +96,13 @@ class GenerateConfig(RunSettings):
             raise ConfigError("backend.api_key_env is not the upper-case NAME of an environment variable (the value is "
                               "not shown: it may be the key itself)", fix="export the key in your shell, e.g. "
                               "`export OPENAI_API_KEY=...`, and give its name: backend.api_key_env=OPENAI_API_KEY")
+        if self.max_records is not None and self.max_records < 1:
+            raise ConfigError(f"max_records={self.max_records}: must be >= 1", fix="give >= 1, or null for no limit")
+        b = self.backend
+        if self.log_every < 1 or b.max_new_tokens < 1 or b.timeout_s <= 0 or b.temperature < 0:
+            raise ConfigError(f"log_every={self.log_every}, backend.max_new_tokens={b.max_new_tokens}, backend."
+                              f"timeout_s={b.timeout_s}, backend.temperature={b.temperature}",
+                              fix="log_every and max_new_tokens >= 1, timeout_s > 0, temperature >= 0")
         if self.retrieval.k < 1:
             raise ConfigError(f"retrieval.k={self.retrieval.k}: must be >= 1")
         if self.backend.max_retries < 0 or self.backend.backoff_s < 0:

@@ -14,6 +14,10 @@ from shared.settings import (CheckpointSettings, DeviceSettings, DialogSelection
                              RunSettings)
 
 
+# What model.trainable may name ("auto" adds the Q-Former when it is not pretrained); services/train/bridge/model.py.
+TRAINABLE_PARTS = ("fc", "turn_pe", "query_tokens", "llm_proj", "qformer", "auto")
+
+
 @dataclass
 class BridgeLoraSettings(LoraSettings):
     """Optional LoRA adapters on the LLM (peft)."""
@@ -60,6 +64,18 @@ class BridgeModelSettings:
     # parts to train: fc (with its LayerNorm), turn_pe, query_tokens, llm_proj, qformer; "auto" adds the Q-Former
     # when it is not initialised from a checkpoint. LoRA adapters train when llm.lora.enabled.
     trainable: list[str] = field(default_factory=lambda: ["fc", "turn_pe", "query_tokens", "llm_proj", "auto"])
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.trainable) - set(TRAINABLE_PARTS))
+        if unknown:
+            raise ConfigError(f"model.trainable: unknown parts {unknown}",
+                              fix=f"choose from {', '.join(TRAINABLE_PARTS)}")
+        for name in ("dim", "tokens_per_turn", "max_turns"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name}={getattr(self, name)}: must be >= 1", fix=f"give model.{name} >= 1")
+        if self.memory_bank_length < 0 or self.max_pictures < 0:
+            raise ConfigError(f"model.memory_bank_length={self.memory_bank_length}, model.max_pictures="
+                              f"{self.max_pictures}", fix="give both >= 0 (0 = off)")
 
 
 @dataclass

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from services.train.bridge.model import Bridge
+from shared.settings import torch_device
 from services.train.bridge.config import BridgeModelSettings
 from services.train.bridge.llm import load_llm
 
@@ -17,11 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but CUDA is not available here; use device=auto or device=cpu")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
+    return torch_device(choice)
 
 
 def autocast(device: torch.device):

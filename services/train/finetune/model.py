@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from services.train.finetune.config import FinetuneLoraSettings
+from shared.settings import torch_device
 
 log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -43,11 +44,7 @@ def lora_target_regex(lora: FinetuneLoraSettings) -> str:
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda but torch sees no CUDA device; use device=auto or cpu")
-    return torch.device(name)
+    return torch_device(name)
 
 
 def check_model_dir(path: str | Path) -> Path:
