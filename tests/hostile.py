@@ -65,3 +65,14 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 def python_of(env: str) -> str:
     return str(ROOT / ".venvs" / env / "bin" / "python") if env else sys.executable
+
+
+def on_small_disk(env: str, argv: list[str], folder: Path, prog: str, size: str = "64k",
+                  read_only: bool = False) -> str:
+    """Run `python <argv>` with `folder` on a full (or read-only) tmpfs: exit 1 and one line with the fix."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = run(env, argv, wrap=in_small_disk(folder, size, read_only))
+    assert proc.returncode == 1, proc.stderr
+    if read_only:
+        return error_line(proc.stderr, prog, "Read-only file system", "writable folder")
+    return error_line(proc.stderr, prog, "No space left on device", "free space")

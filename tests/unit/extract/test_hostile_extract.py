@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from services.extract.__main__ import main
-from tests.hostile import check, error_line, in_small_disk, run, snapshot
+from tests.hostile import check, on_small_disk, snapshot
 
 from extract_helpers import REPO, make_split, tiny_overrides
 
@@ -151,23 +151,17 @@ def test_verify_checks_what_readers_check(capsys, split, tiny_checkpoint, damage
     assert str(folder) in out and "fix: " in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # a fresh process of the service
 def test_a_full_disk_leaves_no_half_shard(tmp_path, tiny_checkpoint):
     make_split(tmp_path / "data", "train", dialogs=60, rounds=3)
-    out = tmp_path / "emb"
-    out.mkdir()
-    proc = run("extract", ["-m", "services.extract", *args(tmp_path, tiny_checkpoint)],
-               wrap=in_small_disk(out, "8k"))
-    assert proc.returncode == 1, proc.stderr
-    error_line(proc.stderr, "extract extract", "No space left on device", "free space")
+    on_small_disk("extract", ["-m", "services.extract", *args(tmp_path, tiny_checkpoint)], tmp_path / "emb",
+                  "extract extract", size="8k")
 
 
+@pytest.mark.slow  # a fresh process of the service
 def test_a_read_only_output_folder(split, tiny_checkpoint):
-    out = split / "emb"
-    out.mkdir()
-    proc = run("extract", ["-m", "services.extract", *args(split, tiny_checkpoint)],
-               wrap=in_small_disk(out, read_only=True))
-    assert proc.returncode == 1, proc.stderr
-    error_line(proc.stderr, "extract extract", "Read-only file system", "writable folder")
+    on_small_disk("extract", ["-m", "services.extract", *args(split, tiny_checkpoint)], split / "emb",
+                  "extract extract", read_only=True)
 
 
 @pytest.mark.slow
