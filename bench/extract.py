@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ from services.extract.config import ExtractConfig  # noqa: E402
 from services.extract.dataset import load_rgb  # noqa: E402
 from shared.config import load_config  # noqa: E402
 from shared.shards import ShardSet  # noqa: E402
-from bench.inputs import DEMO, require  # noqa: E402
+from bench.inputs import DEMO, DEMO_EMBEDDINGS, require  # noqa: E402
 
 
 
@@ -55,15 +56,13 @@ def best_of(repeats: int, fn) -> float:
 
 
 # ---------------------------------------------------------------- (a) loading for training
+def demo_shards() -> Path:
+    """The demo train split's cpu_default shards (make extract-demo)."""
+    return require(DEMO_EMBEDDINGS / "train" / "index.json", "extract-demo").parent
+
+
 def bench_shard_load(demo: Path, tmp: Path, repeats: int) -> float:
-    existing = REPO / "embeddings/cpu_default/train"
-    if (existing / "index.json").is_file():
-        shard_dir = existing
-    else:
-        print("extracting the demo train split once (cpu_default) ...", flush=True)
-        cfg = demo_config(demo, demo / "images", tmp / "emb")
-        pipeline.extract(cfg)
-        shard_dir = cfg.out_dir
+    shard_dir = demo_shards()
     shards = ShardSet(shard_dir)
     n = len(shards)
     image, question = shards.get("image", np.arange(n)), shards.get("question", np.arange(n))
@@ -98,6 +97,27 @@ def bench_shard_load(demo: Path, tmp: Path, repeats: int) -> float:
     print(f"(a) {n} dialogs x {rounds} rounds: seed layout {files} torch.save files {t_seed:.3f} s, "
           f"shards {t_shard * 1000:.1f} ms")
     return t_seed / t_shard
+
+
+def bench_verification(tmp: Path, repeats: int) -> tuple[float, float]:
+    """What hashing every shard once costs a reader: (first open, hashing, / unverified open; later opens, reading
+    the recorded result, / unverified open), each open followed by gathering every row, as training does."""
+    shard_dir = tmp / "verify"
+    shutil.copytree(demo_shards(), shard_dir, ignore=shutil.ignore_patterns("*.verified.json"))
+
+    def read(verify: str) -> float:
+        started = time.perf_counter()
+        s = ShardSet(shard_dir, verify=verify)
+        rows = np.arange(len(s))
+        s.get("image", rows), s.get("question", rows)
+        return time.perf_counter() - started
+
+    plain = min(read("never") for _ in range(repeats))
+    first = read("once")  # hashes every shard and records it
+    later = min(read("once") for _ in range(repeats))
+    print(f"(a2) read without hashing {plain * 1000:.1f} ms, first read (hashing) {first * 1000:.1f} ms, "
+          f"later reads {later * 1000:.1f} ms")
+    return first / plain, later / plain
 
 
 # ---------------------------------------------------------------- (b) extraction throughput
@@ -180,11 +200,14 @@ def main() -> None:
         tmp = Path(tmp_name)
         demo = demo_dir(tmp)
         load = bench_shard_load(demo, tmp, args.repeats)
+        first_read, later_read = bench_verification(tmp, args.repeats)
         pipe = bench_pipeline(demo, tmp, args.dialogs, args.threads)
     gpu = bench_imagebind() if torch.cuda.is_available() else None
     if gpu is None:
         print("(c) skipped: no CUDA device")
     print(f"shard_load_speedup: {load:.1f}")
+    print(f"shard_first_read_cost: {first_read:.2f}")
+    print(f"shard_verified_read_cost: {later_read:.2f}")
     print(f"extract_pipeline_speedup: {pipe:.1f}")
     if gpu is not None:
         print(f"imagebind_huge_images_per_s: {gpu['vision']:.1f}")
