@@ -12,6 +12,7 @@ repository root with .gpu-bundle/ beside it (the device tool: run(carry=[".gpu-b
 Each part runs in a fresh process (unsloth must be the first to import transformers; finetune-infer must prove that
 it needs no unsloth), in this order, within one time budget (--budget, 480 s):
   cuda            CUDA present (else it fails loudly and stops: it never skips), bitsandbytes' CUDA library works
+                  (--dry: also imports unsloth, CPU fallback; with --closure that shows the bundle has its needs)
   gemma-model     a random Gemma-3-4B folder (896 px, 256 image tokens) and long <reminder> records
   finetune        `finetune` on the unsloth backend: 3 steps of batch 2 x 4 at max_seq_length 2048; finite loss,
                   non-zero LoRA B, labels = the response exactly, over-long records refused; peak memory, step time
@@ -22,8 +23,9 @@ it needs no unsloth), in this order, within one time budget (--budget, 480 s):
   distributed     2 GPUs: a 2-rank torchrun bridge run (NCCL refuses two ranks on one GPU); else the LOCAL_RANK tests
   imagebind       ImageBind-Huge: vision batch 128, text batch 512, bf16 vs fp32 (cosine >= 0.999), img/s, texts/s
   extract         the tiny extraction pipeline gives the same embeddings on CPU and on the GPU
---dry runs every part on CPU at tiny sizes (finetune on the peft backend: unsloth needs a GPU). The run ends with
-`<figure>: <number>` lines (docs/BENCHMARKS.md, "GPU readiness"); the exit status is the number of failed parts.
+--dry runs every part on CPU at tiny sizes (finetune on the peft backend: unsloth needs a GPU); with
+`--closure .gpu-bundle` (make gpu-check-dry) every import of a distribution that the GPU machine lacks
+(docker/gpu_device_packages.txt) and the bundle does not carry is refused. The run ends with `<figure>: <number>` lines (docs/BENCHMARKS.md, "GPU readiness"); the exit status is the number of failed parts.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,6 +61,9 @@ class Ctx:
 
 
 def part_cuda(ctx: Ctx) -> dict:
+    if ctx.dry:  # unsloth cannot train here, but its import (CPU fallback) shows its needs are met (--closure)
+        from unsloth import FastVisionModel  # noqa: F401  (first: nothing has imported transformers yet)
+        from unsloth.trainer import UnslothVisionDataCollator  # noqa: F401
     import torch
 
     import bitsandbytes as bnb
@@ -100,8 +106,41 @@ def part_distributed(ctx: Ctx) -> dict:
     return {}
 
 
-def run_part(name: str, ctx: Ctx) -> int:
+class ImportGuard:
+    """Refuses imports of installed distributions that the GPU machine lacks (--closure): neither listed in
+    docker/gpu_device_packages.txt nor carried in the bundle. Run on a full venv here, a dry run then shows that the
+    bundle holds everything the parts import (refused optional imports are listed; a needed one fails its part)."""
+
+    def __init__(self, bundle: Path):
+        import importlib.metadata
+        import re
+
+        canon = lambda n: re.sub(r"[-_.]+", "-", n).lower()  # noqa: E731
+        self.canon = canon
+        listed = (REPO / "docker/gpu_device_packages.txt").read_text().split("\n")
+        wheels = sorted(bundle.glob("*.whl"))
+        if not wheels:
+            raise SystemExit(f"--closure {bundle}: no wheels there; build them with `bash docker/gpu_bundle.sh`")
+        self.allowed = {canon(n) for n in listed if n and not n.startswith("#")} | \
+                       {canon(w.name.split("-")[0]) for w in wheels}
+        self.owners = importlib.metadata.packages_distributions()
+        self.refused: set[str] = set()
+
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        owners = self.owners.get(top)
+        if top in sys.stdlib_module_names or not owners or any(self.canon(d) in self.allowed for d in owners):
+            return None  # the standard library, the project's own packages, or there on the machine
+        self.refused.add(f"{top} ({', '.join(owners)})")
+        raise ModuleNotFoundError(f"{name}: its distribution {owners} is neither on the GPU machine nor in the "
+                                  "bundle (docker/gpu_bundle.sh)", name=name)
+
+
+def run_part(name: str, ctx: Ctx, closure: Path | None = None) -> int:
     """Child process: one part; its figures (or its error) go to <work>/<name>.json."""
+    guard = ImportGuard(closure) if closure else None
+    if guard:
+        sys.meta_path.insert(0, guard)
     if name in ("cuda", "distributed"):
         function = globals()[f"part_{name}"]
     else:
@@ -115,6 +154,8 @@ def run_part(name: str, ctx: Ctx) -> int:
     except BaseException as e:  # noqa: BLE001  (reported, then the next part runs)
         traceback.print_exc()
         result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:2000]}
+    if guard and guard.refused:
+        print(f"closure: refused {sorted(guard.refused)} (not on the GPU machine, not bundled)")
     (ctx.work / f"{name}.json").write_text(json.dumps(result))
     return 0 if result["ok"] else 1
 
@@ -139,6 +180,7 @@ def orchestrate(args) -> int:
         print(f"== {name} ({env} environment, {left:.0f} s left)", flush=True)
         part_started = time.monotonic()
         cmd = [pythons[env], str(Path(__file__)), "--part", name, "--work", str(work)] + (["--dry"] if args.dry else [])
+        cmd += ["--closure", args.closure] if args.closure else []
         try:
             subprocess.run(cmd, cwd=REPO, timeout=left, env={**os.environ, "PYTHONUNBUFFERED": "1"})
             results[name] = json.loads((work / f"{name}.json").read_text())
@@ -163,6 +205,8 @@ def orchestrate(args) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / "gpu_check.json").write_text(json.dumps({"dry": args.dry, "parts": results}, indent=1))
+    if not args.work:  # a temp folder of its own (the real-size model alone is 8.6 GB)
+        shutil.rmtree(work, ignore_errors=True)
     return len(failed)
 
 
@@ -170,15 +214,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dry", action="store_true", help="CPU, tiny sizes (make gpu-check-dry)")
     parser.add_argument("--budget", type=float, default=480, help="seconds for all parts together")
-    parser.add_argument("--work", help="folder for models, data and runs (default: a new temp folder)")
+    parser.add_argument("--work", help="folder for models, data and runs, kept (default: a temp folder, removed)")
     parser.add_argument("--out", help="also write gpu_check.json there")
     parser.add_argument("--only", nargs="*", choices=list(PARTS), help="run these parts only")
     parser.add_argument("--python-train", help="interpreter of the train parts (default: this one)")
     parser.add_argument("--python-extract", help="interpreter of the imagebind/extract parts (default: this one)")
+    parser.add_argument("--closure", help="refuse imports of what the GPU machine lacks and this bundle folder does "
+                                          "not carry (a dry run here then checks the bundle is complete)")
     parser.add_argument("--part", choices=list(PARTS), help=argparse.SUPPRESS)  # child process: one part
     args = parser.parse_args()
     if args.part:
-        return run_part(args.part, Ctx(args.dry, Path(args.work)))
+        return run_part(args.part, Ctx(args.dry, Path(args.work)), Path(args.closure) if args.closure else None)
     return orchestrate(args)
 
 

@@ -19,6 +19,7 @@ def two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda index: current.append(index))
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: None)  # on a 1-GPU machine: no GPU 1 to seed
     return current
 
 
