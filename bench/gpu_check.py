@@ -13,19 +13,20 @@ Each part runs in a fresh process (unsloth must be the first to import transform
 it needs no unsloth), in this order, within one time budget (--budget, 480 s):
   cuda            CUDA present (else it fails loudly and stops: it never skips), bitsandbytes' CUDA library works
                   (--dry: also imports unsloth, CPU fallback; with --closure that shows the bundle has its needs)
-  gemma-model     a random Gemma-3-4B folder (896 px, 256 image tokens) and long <reminder> records
-  finetune        `finetune` on the unsloth backend: 3 steps of batch 2 x 4 at max_seq_length 2048; finite loss,
-                  non-zero LoRA B, labels = the response exactly, over-long records refused; peak memory, step time
-  finetune-infer  `finetune-infer` without unsloth: the adapter loads with no missing keys, vision tower not 4-bit,
-                  generates
   bridge          the real-size bridge (4-bit Llama-3.2-1B shape, micro-batch 32): finite loss, finite non-zero
                   llm_proj gradient, step time, peak memory
   distributed     2 GPUs: a 2-rank torchrun bridge run (NCCL refuses two ranks on one GPU); else the LOCAL_RANK tests
   imagebind       ImageBind-Huge: vision batch 128, text batch 512, bf16 vs fp32 (cosine >= 0.999), img/s, texts/s
   extract         the tiny extraction pipeline gives the same embeddings on CPU and on the GPU
+  gemma-model     a random Gemma-3-4B folder (896 px, 256 image tokens) and long <reminder> records
+  finetune        `finetune` on the unsloth backend: 3 steps of batch 2 x 4 at max_seq_length 2048; finite loss,
+                  non-zero LoRA B, labels = the response exactly, over-long records refused; peak memory, step time
+  finetune-infer  `finetune-infer` without unsloth: the adapter loads with no missing keys, vision tower not 4-bit,
+                  generates
 --dry runs every part on CPU at tiny sizes (finetune on the peft backend: unsloth needs a GPU); with
 `--closure .gpu-bundle` (make gpu-check-dry) every import of a distribution that the GPU machine lacks
-(docker/gpu_device_packages.txt) and the bundle does not carry is refused. The run ends with `<figure>: <number>` lines (docs/BENCHMARKS.md, "GPU readiness"); the exit status is the number of failed parts.
+(docker/gpu_device_packages.txt) and the bundle does not carry is refused. The run ends with `<figure>: <number>`
+lines (docs/BENCHMARKS.md, "GPU readiness"); the exit status is the number of failed parts.
 """
 from __future__ import annotations
 
@@ -44,10 +45,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-# part -> (environment, parts it needs)
-PARTS = {"cuda": ("train", ()), "gemma-model": ("train", ()), "finetune": ("train", ("gemma-model",)),
-         "finetune-infer": ("train", ("finetune",)), "bridge": ("train", ()), "distributed": ("train", ()),
-         "imagebind": ("extract", ()), "extract": ("extract", ())}
+# part -> (environment, parts it needs), the quick ones first: a run out of time loses the least
+PARTS = {"cuda": ("train", ()), "bridge": ("train", ()), "distributed": ("train", ()), "imagebind": ("extract", ()),
+         "extract": ("extract", ()), "gemma-model": ("train", ()), "finetune": ("train", ("gemma-model",)),
+         "finetune-infer": ("train", ("finetune",))}
 
 
 @dataclass

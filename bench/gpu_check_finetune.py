@@ -90,7 +90,8 @@ def part_gemma_model(ctx: Ctx) -> dict:
     except RecordError as e:
         assert "record " in str(e), e
     image_tokens = processor.image_seq_length
-    print(f"model {folder} ({sum(f.stat().st_size for f in folder.iterdir()) / 2**30:.2f} GiB, built in {built:.0f} s); "
+    gib = sum(f.stat().st_size for f in folder.iterdir()) / 2**30
+    print(f"model {folder} ({gib:.2f} GiB, built in {built:.0f} s); "
           f"{len(records)} records, longest {longest} tokens ({image_tokens} image tokens)")
     return {"build_s": built, "longest_record_tokens": longest, "image_tokens": image_tokens}
 
@@ -137,7 +138,8 @@ def part_finetune(ctx: Ctx) -> dict:
     module.build_trainer = spy
     overrides = [f"run=gpu_check", f"outputs_root={ctx.work / 'outputs'}", f"backend={backend}",
                  f"device={ctx.device}", f"model.path={ctx.work / 'gemma'}",
-                 f"model.max_seq_length={sizes(ctx)['max_seq_length']}", f"data.dialogs={ctx.work / 'dialogs/train.json'}",
+                 f"model.max_seq_length={sizes(ctx)['max_seq_length']}",
+                 f"data.dialogs={ctx.work / 'dialogs/train.json'}",
                  f"data.images={ctx.work / 'dialogs/images'}", "data.rounds=last", "optim.max_steps=3",
                  "optim.warmup_steps=0", "save_every=100", "log_every=1"]
     if ctx.dry:

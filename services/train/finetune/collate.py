@@ -126,7 +126,8 @@ class ResponseOnlyCollator:
         ids = torch.cat([prompt_ids, response])
         if len(ids) > self.max_seq_length:
             raise RecordError(f"record {record.image_id}/{record.round_id}: {len(ids)} tokens > model.max_seq_length="
-                              f"{self.max_seq_length}", fix="raise it, or shorten the conversation (data.caption=false)")
+                              f"{self.max_seq_length}",
+                              fix="raise it, or shorten the conversation (data.caption=false)")
         labels = torch.cat([torch.full_like(prompt_ids, IGNORE), response])
         item = {"input_ids": ids, "labels": labels, "pixel_values": encoded["pixel_values"]}
         if "token_type_ids" in encoded:  # Gemma-3 marks image tokens (bidirectional attention among them)

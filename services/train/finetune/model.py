@@ -136,5 +136,6 @@ def load_adapter(model, adapter_dir: str | Path):
         raise AdapterMismatchError(
             f"{folder / 'adapter_model.safetensors'}: does not fit the base model: {len(missing)} adapter weights "
             f"missing (e.g. {missing[:3]}), {len(unexpected)} saved tensors no module takes (e.g. {unexpected[:3]})",
-            fix=f"load it onto the base model it was trained on (base_model=, or model.path in {folder / TRAIN_CONFIG})")
+            fix="load it onto the base model it was trained on (base_model=, or model.path in "
+                f"{folder / TRAIN_CONFIG})")
     return peft_model

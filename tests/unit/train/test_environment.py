@@ -60,6 +60,6 @@ def test_unsloth_imports_before_transformers():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", "import unsloth, unsloth_zoo, sys; print('transformers' in sys.modules)"],
-                         capture_output=True, text=True, timeout=300)
+    code = "import unsloth, unsloth_zoo, sys; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("True"), out.stderr[-2000:]

@@ -76,8 +76,8 @@ def adapter(tiny, tmp_path_factory) -> Path:
 
     model, _ = load_base(tiny, False, "float32", CPU)
     torch.manual_seed(0)
-    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM",
-                                                  target_modules=r".*(?:vision_tower|language_model).*\.(?:q_proj|v_proj)"))
+    targets = r".*(?:vision_tower|language_model).*\.(?:q_proj|v_proj)"
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, task_type="CAUSAL_LM", target_modules=targets))
     for name, param in peft_model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.5)

@@ -33,6 +33,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # a fresh interpreter through the command line (~6 s)
 def test_finetune_imports_unsloth_before_what_it_patches(tmp_path):
     (tmp_path / "stub" / "unsloth").mkdir(parents=True)
     (tmp_path / "stub" / "unsloth" / "__init__.py").write_text(STUB)
