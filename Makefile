@@ -39,7 +39,7 @@ endif
 
 .PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-visdial checkpoints-demo demo \
         extract extract-demo train-bridge finetune finetune-infer finetune-tiny gen-base gen-reason gen-eval infer evaluate pipeline ablation bench images \
-        test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster submit-extract submit-train render-sbatch compose-config clean
+        test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster gpu-bundle gpu-check gpu-check-dry submit-extract submit-train render-sbatch compose-config clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -148,6 +148,22 @@ test-gpu:
 
 test-cluster:
 	$(PY_TRAIN) -m pytest -q tests/cluster
+
+gpu-bundle: setup-train ## the wheels the GPU readiness check needs on an offline GPU machine -> .gpu-bundle/ (size-checked)
+	bash docker/gpu_bundle.sh
+
+# The GPU readiness check (bench/gpu_check.py): real sizes, random weights, at most 8 minutes on one H200.
+# With a local GPU it runs here, in the local venvs; otherwise it prints the one command for a GPU machine.
+gpu-check: setup gpu-bundle ## GPU readiness: fine-tuning, bridge, ImageBind at real sizes on CUDA (or how to run it on a GPU machine)
+	@if $(PY_TRAIN) -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then \
+	  $(PY_TRAIN) bench/gpu_check.py --python-extract $(PY_EXTRACT) --out outputs/gpu_check; \
+	else \
+	  echo "gpu-check: no CUDA here; on a GPU machine (.gpu-bundle/ beside the repository, the device tool: carry=[\".gpu-bundle\"]):"; \
+	  sed -n '/^    python3 -m pip install/,/^$$/p' bench/gpu_check.py; \
+	fi
+
+gpu-check-dry: setup gpu-bundle ## the same script on CPU at tiny sizes, imports limited to the GPU machine's + the bundle's
+	$(PY_TRAIN) bench/gpu_check.py --dry --closure .gpu-bundle --python-extract $(PY_EXTRACT)
 
 clean:
 	rm -rf outputs embeddings .pytest_cache

@@ -13,7 +13,8 @@ Without CUDA it prints one "skipped" line and no figures.
 from __future__ import annotations
 
 import argparse
-import gc
+import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +25,11 @@ sys.path.insert(0, str(REPO))
 
 
 def measure(backend: str, model_dir: Path, work: Path, steps: int, warmup: int, data: Path) -> tuple[float, float]:
-    """(optimizer steps per second after warmup, peak GiB) of one backend."""
+    """(optimizer steps per second after warmup, peak GiB) of one backend, in this (fresh) process."""
+    if backend == "unsloth":  # first: it patches transformers, peft and trl, which the imports below load
+        from services.train.finetune.unsloth_first import import_unsloth
+
+        import_unsloth()
     import torch
     from transformers import TrainerCallback
 
@@ -58,11 +63,15 @@ def measure(backend: str, model_dir: Path, work: Path, steps: int, warmup: int, 
     trainer.train()
     peak = torch.cuda.max_memory_allocated() / 2**30
     timed = clock.ends[warmup - 1:]
-    rate = (len(timed) - 1) / (timed[-1] - timed[0])
-    del trainer
-    gc.collect()
-    torch.cuda.empty_cache()
-    return rate, peak
+    return (len(timed) - 1) / (timed[-1] - timed[0]), peak
+
+
+def in_own_process(backend: str, model_dir: Path, work: Path, args) -> tuple[float, float]:
+    out = work / f"{backend}.json"
+    subprocess.run([sys.executable, __file__, "--backend", backend, "--model", str(model_dir), "--work", str(work),
+                    "--steps", str(args.steps), "--warmup", str(args.warmup), "--data", str(args.data),
+                    "--result", str(out)], check=True)
+    return tuple(json.loads(out.read_text()))
 
 
 def main() -> int:
@@ -72,7 +81,16 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--data", type=Path, default=REPO / "data" / "demo")
+    # one backend in this process (what the parent starts for each): --backend, --model, --work, --result
+    parser.add_argument("--backend", choices=("peft", "unsloth"), help=argparse.SUPPRESS)
+    parser.add_argument("--model", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.backend:
+        args.result.write_text(json.dumps(measure(args.backend, args.model, args.work, args.steps, args.warmup,
+                                                  args.data)))
+        return 0
     import torch
 
     if not torch.cuda.is_available():
@@ -89,8 +107,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_dir = build_tiny_gemma3(work / "model", hidden=args.hidden, layers=args.layers)
-        peft_rate, peft_peak = measure("peft", model_dir, work, args.steps, args.warmup, args.data)
-        unsloth_rate, unsloth_peak = measure("unsloth", model_dir, work, args.steps, args.warmup, args.data)
+        peft_rate, peft_peak = in_own_process("peft", model_dir, work, args)
+        unsloth_rate, unsloth_peak = in_own_process("unsloth", model_dir, work, args)
     print(f"unsloth_steps_per_s: {unsloth_rate:.4f}")
     print(f"peft_steps_per_s: {peft_rate:.4f}")
     print(f"unsloth_speedup: {unsloth_rate / peft_rate:.3f}")

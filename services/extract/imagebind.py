@@ -2,11 +2,15 @@
 
 Only the vision and text modalities are kept. The weights come from a local file (never downloaded at run time);
 `encoder.architecture` overrides ImageBindModel's constructor arguments so tests build the same classes tiny.
+ImageBind's package __init__ is not run (see imagebind_module), so audio/video libraries are never imported.
 ImageBind code and weights are CC BY-NC-SA 4.0.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.resources
+import importlib.util
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +43,26 @@ CHECKPOINT_HELP = (
 )
 
 
+def imagebind_module(name: str):
+    """A module of imagebind-unofficial, imported without running the package's __init__.py.
+
+    That __init__ imports imagebind.data (audio and video loading: torchaudio, pytorchvideo, av, pkg_resources) only
+    to re-export it; the vision and text towers (imagebind.models) need none of those. So the package is registered
+    bare (its location, not its code) before the submodule is imported; it then needs torch, timm, einops, ftfy,
+    regex and iopath alone.
+    """
+    if "imagebind" not in sys.modules:
+        spec = importlib.util.find_spec("imagebind")
+        if spec is None:
+            raise EncoderError("imagebind-unofficial is not installed in this environment; run the extract service "
+                               "in its own venv (`make setup-extract`) or image")
+        sys.modules["imagebind"] = importlib.util.module_from_spec(spec)
+    return importlib.import_module(name)
+
+
 def build_model(architecture: dict[str, Any]) -> torch.nn.Module:
     """ImageBindModel with HUGE dims (+ overrides), vision and text modalities only."""
-    from imagebind.models.imagebind_model import ImageBindModel
+    ImageBindModel = imagebind_module("imagebind.models.imagebind_model").ImageBindModel  # noqa: N806
 
     kwargs = {**UNUSED_MINIMAL, **HUGE, **architecture}
     try:
@@ -72,7 +93,7 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
 
 class ImageBindEncoder(Encoder):
     def __init__(self, cfg: EncoderConfig, device: torch.device) -> None:
-        from imagebind.models.multimodal_preprocessors import SimpleTokenizer
+        SimpleTokenizer = imagebind_module("imagebind.models.multimodal_preprocessors").SimpleTokenizer  # noqa: N806
 
         self.encoder_id = cfg.encoder_id
         self.device = device

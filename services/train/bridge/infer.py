@@ -25,7 +25,7 @@ from services.train.bridge import checkpoints as train_state
 from services.train.bridge.data import DialogData, PromptBuilder, check_paths, make_batch
 from services.train.bridge.runtime import autocast, build, embedded_turns, load_saved_weights, pick_device
 from services.train.bridge.config import BridgeTrainConfig, InferConfig
-from services.train.bridge.llm import assemble
+from services.train.bridge.llm import assemble, set_llm_mode
 from services.train.bridge.scoring import encode_prefix, greedy, score_options
 
 log = logging.getLogger("services.train.infer")
@@ -75,6 +75,7 @@ def infer(cfg: InferConfig) -> Path:
     bridge, llm, tokenizer = build(train_cfg.model, data.image_dim, data.text_dim, device, train_cfg.seed)
     load_saved_weights(bridge, llm, train_state.load_weights(folder), folder)
     bridge.eval()
+    set_llm_mode(llm, training=False)  # LoRA dropout off too: the same answers on every run
     builder = PromptBuilder(train_cfg.prompt, tokenizer, None if cfg.reminder == "train" else cfg.reminder)
     options = OptionTokens(builder, cfg.score_with_eos)
     out = Path(cfg.out) if cfg.out else cfg.run_dir / "predictions.jsonl"

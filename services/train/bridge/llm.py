@@ -37,14 +37,28 @@ def load_llm(cfg: LLMSettings, device: torch.device) -> tuple[nn.Module, object]
     if tokenizer.eos_token_id is None:
         raise ValueError(f"{folder}: the tokenizer has no eos_token; answers need an end marker")
     model.requires_grad_(False)
-    model.eval()  # the LLM's own dropout stays off: only the bridge (and adapters) learn
     if cfg.lora.enabled:
         from peft import LoraConfig, get_peft_model
 
         model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha,
                                                  lora_dropout=cfg.lora.dropout,
                                                  target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM"))
+    set_llm_mode(model, training=False)  # training switches the adapters' dropout on (train.py)
     return model, tokenizer
+
+
+def set_llm_mode(llm: nn.Module, training: bool) -> None:
+    """The frozen LLM always runs in eval mode (its own dropout off: only the bridge and the adapters learn); its LoRA
+    dropout follows `training`.
+
+    A plain `llm.train()` would switch the base model's dropout on too, and `llm.eval()` alone switches the adapters'
+    dropout off, which would make `lora.dropout` do nothing in training, or (left on) make inference random.
+    """
+    llm.eval()
+    if training:
+        for name, module in llm.named_modules():
+            if name.endswith("lora_dropout"):  # peft's per-adapter ModuleDict of nn.Dropout / nn.Identity
+                module.train()
 
 
 def decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:

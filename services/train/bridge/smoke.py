@@ -17,7 +17,7 @@ from shared.config import load_config
 
 from services.train.bridge.runtime import autocast, build, trainable_parameters
 from services.train.bridge.config import BridgeTrainConfig
-from services.train.bridge.llm import answer_loss
+from services.train.bridge.llm import answer_loss, set_llm_mode
 
 LLAMA_32_1B = dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                    num_attention_heads=32, num_key_value_heads=8, head_dim=64, max_position_embeddings=131072,
@@ -56,6 +56,8 @@ def real_size_steps(config_path: str, steps: int = 3, micro_batch: int = 8, dims
         cfg = load_config(BridgeTrainConfig, config_path, [f"model.llm.path={llm_dir}", *overrides])
         bridge, llm, tokenizer = build(cfg.model, dims[0], dims[1], device, cfg.seed)
     params = trainable_parameters(bridge, llm)
+    bridge.train()
+    set_llm_mode(llm, training=True)  # as train.py runs them
     optimizer = torch.optim.AdamW(params.values(), lr=cfg.optim.lr)
     turns = cfg.model.max_turns
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -79,6 +81,7 @@ def real_size_steps(config_path: str, steps: int = 3, micro_batch: int = 8, dims
             soft = bridge(image.to(device), question.to(device), turn.to(device), picture.to(device))
             loss = answer_loss(llm, soft, bos, prompts, answers, tokenizer.pad_token_id).mean()
         loss.backward()
+        proj_grad = torch.cat([p.grad.reshape(-1) for p in bridge.llm_proj.parameters()]).float().norm()
         optimizer.step()
         sync()
         if step:  # the first step pays for kernel selection and allocator warm-up
@@ -88,4 +91,5 @@ def real_size_steps(config_path: str, steps: int = 3, micro_batch: int = 8, dims
     return {"device": torch.cuda.get_device_name() if cuda else "cpu", "step_s": seconds / len(timings),
             "tokens_per_s": tokens * len(timings) / seconds, "samples_per_s": micro_batch * len(timings) / seconds,
             "peak_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
-            "loss": float(loss.detach()), "trainable_params": sum(p.numel() for p in params.values())}
+            "loss": float(loss.detach()), "llm_proj_grad_norm": float(proj_grad),
+            "trainable_params": sum(p.numel() for p in params.values())}

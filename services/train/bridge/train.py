@@ -25,7 +25,7 @@ from services.train.bridge.data import DialogData, PromptBuilder, check_paths, m
 from services.train.bridge.runtime import (autocast, build, embedded_turns, load_saved_weights, pick_device,
                                           saved_weights, seed_everything, trainable_parameters)
 from services.train.bridge.config import BridgeTrainConfig
-from services.train.bridge.llm import answer_loss
+from services.train.bridge.llm import answer_loss, set_llm_mode
 
 log = logging.getLogger("services.train.bridge")
 
@@ -100,7 +100,7 @@ def _resume(cfg: BridgeTrainConfig, folder: Path, world, bridge, llm, optimizer,
 
 
 def train(cfg: BridgeTrainConfig) -> Path:
-    device = pick_device(cfg.device)
+    device = distributed.local_device(pick_device(cfg.device))  # cuda:LOCAL_RANK under torchrun
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     world = distributed.init(device)
@@ -134,6 +134,7 @@ def train(cfg: BridgeTrainConfig) -> Path:
              "dims": {"image": data.image_dim, "text": data.text_dim}, "world_size": world.size,
              "qformer": bridge.qformer_report}
     bridge.train()
+    set_llm_mode(llm, training=True)  # the frozen LLM stays in eval mode, its LoRA dropout (if any) is on
     started, seen_tokens = time.monotonic(), 0
     while step < opt.max_steps:
         optimizer.zero_grad(set_to_none=True)

@@ -59,6 +59,49 @@ def prompt_text(processor, record: FinetuneRecord, image, instruction: str) -> s
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+def token_lengths(processor, records: list[FinetuneRecord], instruction: str) -> list[int]:
+    """Tokens of each record's training text as the collators feed it to the model, the image tokens included.
+
+    Gemma-3's processor replaces the image marker (boi_token) in the text by `full_image_sequence` (the marker, its
+    image_seq_length soft tokens and the end marker) before tokenising; doing the same here counts exactly without
+    decoding any image. With pan-and-scan (more crops, hence tokens, for some images) or a processor without that
+    attribute the processor itself runs on the image.
+    """
+    expansion = getattr(processor, "full_image_sequence", None)
+    if expansion is None or getattr(getattr(processor, "image_processor", None), "do_pan_and_scan", False):
+        out = []
+        for record in records:
+            image = load_image(record.image_path)
+            text = processor.apply_chat_template(build_messages(record, image, instruction), tokenize=False)
+            encoded = processor(text=[text], images=[[image]], add_special_tokens=False, return_tensors="pt")
+            out.append(int(encoded["input_ids"].shape[1]))
+        return out
+    texts = [processor.apply_chat_template(build_messages(record, None, instruction), tokenize=False)
+             .replace(processor.boi_token, expansion) for record in records]
+    tokenizer = getattr(processor, "tokenizer", processor)
+    out = []
+    for start in range(0, len(texts), 1024):  # batched: the fast tokenizer encodes a batch in parallel
+        out += [len(ids) for ids in tokenizer(texts[start:start + 1024], add_special_tokens=False)["input_ids"]]
+    return out
+
+
+def check_lengths(processor, records: list[FinetuneRecord], instruction: str, max_seq_length: int) -> int:
+    """The longest record's token count; RecordError naming every record over `max_seq_length`.
+
+    unsloth's vision collator truncates longer records silently (it cuts the response, or fails deep inside the
+    model when the cut falls among the image tokens), so they are refused before any training.
+    """
+    lengths = token_lengths(processor, records, instruction)
+    too_long = [(record, n) for record, n in zip(records, lengths) if n > max_seq_length]
+    if too_long:
+        named = ", ".join(f"record {r.image_id}/{r.round_id}: {n} tokens" for r, n in too_long[:5])
+        raise RecordError(f"{len(too_long)} record(s) longer than model.max_seq_length={max_seq_length} (image tokens "
+                          f"included): {named}{', ...' if len(too_long) > 5 else ''}",
+                          fix="raise model.max_seq_length, or shorten the conversations (data.caption=false, a "
+                              "smaller data.reminder_top_k)")
+    return max(lengths)
+
+
 class ResponseOnlyCollator:
     """Pads a batch of records into input_ids / attention_mask / token_type_ids / pixel_values / labels."""
 
@@ -82,8 +125,9 @@ class ResponseOnlyCollator:
         prompt_ids = encoded["input_ids"][0]
         ids = torch.cat([prompt_ids, response])
         if len(ids) > self.max_seq_length:
-            raise RecordError(f"record {record.image_id}/{record.round_id}: {len(ids)} tokens > train.max_seq_length="
-                              f"{self.max_seq_length}; raise it, or shorten the conversation (data.caption=false)")
+            raise RecordError(f"record {record.image_id}/{record.round_id}: {len(ids)} tokens > model.max_seq_length="
+                              f"{self.max_seq_length}",
+                              fix="raise it, or shorten the conversation (data.caption=false)")
         labels = torch.cat([torch.full_like(prompt_ids, IGNORE), response])
         item = {"input_ids": ids, "labels": labels, "pixel_values": encoded["pixel_values"]}
         if "token_type_ids" in encoded:  # Gemma-3 marks image tokens (bidirectional attention among them)

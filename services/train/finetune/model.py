@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from services.train.finetune.config import FinetuneLoraSettings
+from services.train.finetune.config import TRAIN_CONFIG, FinetuneLoraSettings
+from shared.errors import InputError
 from shared.settings import torch_device
 
 log = logging.getLogger(__name__)
@@ -21,8 +22,13 @@ ATTENTION = {"vision": ("q_proj", "k_proj", "v_proj", "out_proj"), "language": (
 MLP = {"vision": ("fc1", "fc2"), "language": ("gate_proj", "up_proj", "down_proj")}
 # Decoder/encoder layer stacks of each tower (transformers 4.x nests the vision encoder under vision_model).
 LAYERS = {"vision": r"vision_tower\.(?:.*\.)?encoder\.layers", "language": r"language_model\.(?:.*\.)?layers"}
-# Kept in full precision under 4-bit: the tiny image-to-text projector and the output head.
-SKIP_4BIT = ["multi_modal_projector", "lm_head"]
+# Kept out of 4-bit, as unsloth keeps them while training (the entries of unsloth_zoo's peft_utils
+# SKIP_QUANTIZATION_MODULES that a Gemma-3 has): the output head, the image-to-text projector and the whole SigLIP
+# vision tower. Otherwise finetune-infer would run the vision adapters on nf4 weights they were never trained on.
+# unsloth matches these names as components anywhere in a module name; transformers 5.17 matches a skip key only at
+# the start (re.match) or the end of the name, so here each is a regex that allows any prefix of components.
+SKIP_4BIT_MODULES = ("lm_head", "multi_modal_projector", "vision_tower")
+SKIP_4BIT = [rf"(?:.*\.)?{name}" for name in SKIP_4BIT_MODULES]
 
 
 def lora_target_regex(lora: FinetuneLoraSettings) -> str:
@@ -100,12 +106,33 @@ def attach_lora(model, lora: FinetuneLoraSettings, quantized: bool, gradient_che
     return model
 
 
+class AdapterMismatchError(InputError):
+    """A saved adapter whose tensors do not fit the modules of the base model it is loaded into."""
+
+
 def load_adapter(model, adapter_dir: str | Path):
-    """The base model with a saved PEFT adapter folder (adapter_config.json + adapter_model.safetensors)."""
-    from peft import PeftModel
+    """The base model with a saved PEFT adapter folder (adapter_config.json + adapter_model.safetensors).
+
+    PeftModel.from_pretrained only warns about adapter weights it finds no place for (and says nothing about saved
+    tensors no module takes): a naming mismatch would leave those adapters at their initial values, i.e. silently run
+    the base model. So the adapter is attached and loaded in two steps and the load result is checked.
+    """
+    from peft import MODEL_TYPE_TO_PEFT_MODEL_MAPPING, PeftConfig, PeftModel
 
     folder = Path(adapter_dir)
     if not (folder / "adapter_config.json").is_file() or not (folder / "adapter_model.safetensors").is_file():
         raise FileNotFoundError(f"{folder}: no PEFT adapter (adapter_config.json + adapter_model.safetensors); "
                                 "train one with `python -m services.train finetune --config ...` or set adapter=")
-    return PeftModel.from_pretrained(model, folder, is_trainable=False)
+    config = PeftConfig.from_pretrained(folder)
+    config.inference_mode = True
+    wrapper = MODEL_TYPE_TO_PEFT_MODEL_MAPPING.get(config.task_type, PeftModel)
+    peft_model = wrapper(model, config, adapter_name="default")
+    result = peft_model.load_adapter(folder, adapter_name="default", is_trainable=False)
+    missing, unexpected = sorted(result.missing_keys), sorted(result.unexpected_keys)
+    if missing or unexpected:
+        raise AdapterMismatchError(
+            f"{folder / 'adapter_model.safetensors'}: does not fit the base model: {len(missing)} adapter weights "
+            f"missing (e.g. {missing[:3]}), {len(unexpected)} saved tensors no module takes (e.g. {unexpected[:3]})",
+            fix="load it onto the base model it was trained on (base_model=, or model.path in "
+                f"{folder / TRAIN_CONFIG})")
+    return peft_model

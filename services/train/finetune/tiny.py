@@ -50,12 +50,12 @@ def build_tokenizer(vocab_size: int = 400):
                               "image_token": "<image_soft_token>"})
 
 
-def build_processor():
+def build_processor(image_size: int = IMAGE_SIZE, image_tokens: int = MM_TOKENS):
     from transformers import Gemma3ImageProcessor, Gemma3Processor
 
-    image_processor = Gemma3ImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
     return Gemma3Processor(image_processor=image_processor, tokenizer=build_tokenizer(),
-                           chat_template=CHAT_TEMPLATE, image_seq_length=MM_TOKENS)
+                           chat_template=CHAT_TEMPLATE, image_seq_length=image_tokens)
 
 
 def tiny_config(tokenizer, hidden: int = 64, layers: int = 2):
@@ -76,15 +76,62 @@ def tiny_config(tokenizer, hidden: int = 64, layers: int = 2):
                         image_token_index=ids["<image_soft_token>"])
 
 
+# unsloth/gemma-3-4b-it's architecture (its config.json): what bench/gpu_check.py trains with random weights
+GEMMA3_4B_TEXT = dict(vocab_size=262208, hidden_size=2560, intermediate_size=10240, num_hidden_layers=34,
+                      num_attention_heads=8, num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256,
+                      sliding_window=1024, max_position_embeddings=131072)
+GEMMA3_4B_VISION = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
+                        image_size=896, patch_size=14, vision_use_head=False)
+GEMMA3_4B_IMAGE_TOKENS = 256
+
+
+def gemma3_4b_config(tokenizer):
+    """Gemma3Config of the real 4B model (34 + 27 layers, 896 px, 256 image tokens) around the tiny tokenizer: its
+    ids are a prefix of the full 262208-entry vocabulary, so the embedding and the head keep their real size."""
+    from transformers import Gemma3Config, Gemma3TextConfig, SiglipVisionConfig
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL}
+    text = Gemma3TextConfig(**GEMMA3_4B_TEXT, pad_token_id=ids["<pad>"], eos_token_id=ids["<eos>"],
+                            bos_token_id=ids["<bos>"])
+    return Gemma3Config(text_config=text, vision_config=SiglipVisionConfig(**GEMMA3_4B_VISION),
+                        mm_tokens_per_image=GEMMA3_4B_IMAGE_TOKENS, boi_token_index=ids["<start_of_image>"],
+                        eoi_token_index=ids["<end_of_image>"], image_token_index=ids["<image_soft_token>"])
+
+
+def build_gemma3_4b(out: str | Path, seed: int = 0, device: str = "cuda") -> Path:
+    """Write a random-weight Gemma-3-4B (bf16, ~8.6 GB) + a 896-px processor to `out`; initialised on `device`."""
+    import torch
+
+    processor = build_processor(GEMMA3_4B_VISION["image_size"], GEMMA3_4B_IMAGE_TOKENS)
+    return _save(gemma3_4b_config(processor.tokenizer), processor, out, seed, torch.device(device), torch.bfloat16)
+
+
 def build_tiny_gemma3(out: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
     """Write model + processor to `out` (any existing files there are overwritten); returns the folder."""
     import torch
-    from transformers import Gemma3ForConditionalGeneration
 
     processor = build_processor()
-    config = tiny_config(processor.tokenizer, hidden, layers)
+    return _save(tiny_config(processor.tokenizer, hidden, layers), processor, out, seed, torch.device("cpu"),
+                 torch.float32)
+
+
+def _save(config, processor, out: str | Path, seed: int, device, dtype) -> Path:
+    import torch
+    from transformers import Gemma3ForConditionalGeneration
+
     torch.manual_seed(seed)
-    model = Gemma3ForConditionalGeneration(config)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in its saved dtype: no float32 copy of a large model
+    try:
+        with device:
+            model = Gemma3ForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default)
+    # transformers initialises the image-to-text projection to zeros: image features would all be 0 and the vision
+    # tower (and its adapters) would get no gradient. A trained model's projection is not zero; a random one neither.
+    projection = model.model.multi_modal_projector.mm_input_projection_weight
+    with torch.no_grad():
+        projection.normal_(0, projection.shape[0] ** -0.5)
     # Generation ends at end-of-turn, as with the real instruction-tuned model.
     model.generation_config.eos_token_id = [config.text_config.eos_token_id,
                                             processor.tokenizer.convert_tokens_to_ids("<end_of_turn>")]

@@ -45,18 +45,29 @@ def run(cfg: FinetuneConfig) -> dict:
     import torch
 
     from services.train.finetune.model import check_model_dir
+
+    check_model_dir(cfg.model.path)  # before anything slow: the most likely thing to be missing
+    backend = resolve_backend(cfg.backend)
+    if backend == "unsloth":  # before anything imports transformers/peft/trl, which unsloth patches on import
+        from services.train.finetune.unsloth_first import import_unsloth
+
+        import_unsloth()
+    from transformers import AutoProcessor
+
+    from services.train.finetune.collate import check_lengths
     from services.train.finetune.trainer import MetricsCallback, StopAtStep, global_step, resume_point
     from shared.runlog import plot_metrics
 
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    check_model_dir(cfg.model.path)  # before anything slow: the most likely thing to be missing
-    backend = resolve_backend(cfg.backend)
     run_dir = cfg.run_dir
     checkpoint = resume_point(cfg, run_dir)
     records = load_records(cfg)
     instruction = instruction_for(cfg.data.reminder, cfg.data.instruction)
-    log.info("%d records (%s, reminder=%s), backend %s", len(records), cfg.data.source, cfg.data.reminder, backend)
+    longest = check_lengths(AutoProcessor.from_pretrained(cfg.model.path), records, instruction,
+                            cfg.model.max_seq_length)  # before the slow model load; unsloth would cut silently
+    log.info("%d records (%s, reminder=%s, longest %d tokens), backend %s", len(records), cfg.data.source,
+             cfg.data.reminder, longest, backend)
     save_config(cfg, run_dir)
     callbacks = [MetricsCallback(run_dir / "metrics.jsonl", config_hash(cfg), global_step(checkpoint))]
     if cfg.stop_at_step is not None:

@@ -1,14 +1,17 @@
 """The unsloth backend (CUDA): the original project's recipe — FastVisionModel 4-bit + LoRA, TRL SFTTrainer, vision collator.
 
-unsloth is imported here only, and only when this backend runs: it patches transformers on import and raises on
-machines without a GPU when UNSLOTH_DISABLE_CPU_FALLBACK=1. Loss on the response only comes from the collator's
-`train_on_responses_only` with the chat template's user/assistant headers (config instruction_part/response_part).
+unsloth is imported only when this backend runs, and before transformers/peft/trl: `finetune` calls
+unsloth_first.import_unsloth() before it imports this module (whose helpers load transformers). Loss on the response
+only comes from the collator's `train_on_responses_only` with the chat template's user/assistant headers (config
+instruction_part/response_part). That collator cuts records longer than model.max_seq_length silently, so
+`finetune` refuses them before training (collate.check_lengths).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+from services.train.finetune.unsloth_first import import_unsloth  # noqa: I001  (before anything loads transformers)
 from services.train.finetune.collate import MessagesDataset
 from services.train.finetune.config import FinetuneConfig
 from services.train.finetune.model import DTYPES, check_model_dir
@@ -16,21 +19,6 @@ from services.train.finetune.records import FinetuneRecord
 from services.train.finetune.trainer import trainer_kwargs
 
 log = logging.getLogger(__name__)
-
-
-def import_unsloth():
-    """(FastVisionModel, UnslothVisionDataCollator), or a clear error when unsloth cannot run here."""
-    import torch
-
-    if not torch.cuda.is_available():
-        raise RuntimeError("backend=unsloth needs a CUDA GPU (torch sees none); use backend=peft or backend=auto")
-    try:
-        from unsloth import FastVisionModel  # noqa: I001  (must come before trl/transformers are used)
-        from unsloth.trainer import UnslothVisionDataCollator
-    except ImportError as e:
-        raise RuntimeError(f"backend=unsloth: cannot import unsloth ({e}); install docker/requirements/train.txt "
-                           "or use backend=peft") from None
-    return FastVisionModel, UnslothVisionDataCollator
 
 
 def load_unsloth_model(cfg: FinetuneConfig):

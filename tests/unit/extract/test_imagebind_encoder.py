@@ -104,3 +104,19 @@ def test_checkpoint_hash_is_cached_by_size_and_mtime(tmp_path):
     path.write_bytes(b"weights v2")
     os.utime(path, ns=(1, 1))  # new content, new mtime: the cache no longer applies
     assert sha256_cached(path) == hashlib.sha256(b"weights v2").hexdigest()
+
+
+def test_the_towers_load_without_imagebinds_audio_and_video_stack():
+    """imagebind/__init__.py imports imagebind.data (torchaudio, pytorchvideo, av); the vision and text towers do not
+    need it, so the GPU check carries only imagebind-unofficial, ftfy and iopath (bench/gpu_check.py). (av itself is
+    imported by torchvision.io whenever it is installed, and skipped when it is not.)"""
+    import subprocess
+    import sys
+
+    code = ("import sys; from services.extract.imagebind import build_model; from extract_helpers import TINY_ARCH; "
+            "build_model(TINY_ARCH); print(sorted(m for m in ('imagebind.data', 'torchaudio', 'pytorchvideo') "
+            "if m in sys.modules))")
+    here = os.path.dirname(__file__)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.abspath(os.path.join(here, "../../..")), here])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

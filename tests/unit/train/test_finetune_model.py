@@ -74,5 +74,5 @@ def test_labels_cover_the_response_only(tmp_path):
 def test_too_long_records_are_an_error_not_a_cut(tmp_path):
     records = records_from_visdial(*write_split(tmp_path), reminder="retrieved")
     collator = ResponseOnlyCollator(build_processor(), "", max_seq_length=40)
-    with pytest.raises(RecordError, match=r"record 12/3: \d+ tokens > train.max_seq_length=40"):
+    with pytest.raises(RecordError, match=r"record 12/3: \d+ tokens > model.max_seq_length=40"):
         collator([records[-1]])
