@@ -113,8 +113,15 @@ def test_a_finished_run_is_not_overwritten_without_resume(fresh_toy):
 
     cfg = load_config(BridgeTrainConfig, None, fresh_toy.overrides("twice") + ["optim.max_steps=2", "resume=false"])
     train(cfg)
-    with pytest.raises(ConfigError, match="already holds checkpoints of this run; fix: set resume=true"):
+    with pytest.raises(ConfigError, match="already holds checkpoints of this run; fix: resume=true continues it; "
+                                          "overwrite=true starts it afresh"):
         train(cfg)
+    afresh = load_config(BridgeTrainConfig, None, fresh_toy.overrides("twice") + [
+        "optim.max_steps=1", "resume=false", "overwrite=true"])
+    train(afresh)  # replacing was asked for: the old run's checkpoints and metrics are gone, not mixed in
+    folder = fresh_toy.root / "outputs" / "twice"
+    assert [p.name for p in (folder / "checkpoints").glob("step-*")] == ["step-000001"]
+    assert [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()] == [1]
     changed = load_config(BridgeTrainConfig, None, fresh_toy.overrides("twice") + ["optim.max_steps=2",
                                                                                     "resume=true", "optim.lr=0.5"])
     with pytest.raises(ValueError, match="optim"):
