@@ -40,7 +40,7 @@ class Growable:
 
 def dot_rows(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
     """rows @ vector. Up to 65,536 rows without BLAS: its worker threads keep spinning after a call and take a core
-    from the next product's threads (torch's int8 kernel in shared/memory_screen.py ran 3x slower after one)."""
+    from the next product's threads (torch's int8 kernel in shared/memory/_screen.py ran 3x slower after one)."""
     return np.einsum("ij,j->i", rows, vector) if len(rows) < 65_536 else rows @ vector
 
 

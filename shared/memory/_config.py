@@ -49,7 +49,7 @@ class MemoryConfig:
     llm_saliency_weight: float = 0.0  # share of the optional LLM rating in saliency (0 = text-only)
     # Stores of at least this many memories (0 = never) score relevance first with int8 copies of the embeddings
     # (torch's quantised kernel, a quarter of the bytes) and rescore exactly every memory whose error bound could
-    # change the answer: the top-k is the float32 one, faster (shared/memory_screen.py, docs/RETRIEVAL.md).
+    # change the answer: the top-k is the float32 one, faster (shared/memory/_screen.py, docs/RETRIEVAL.md).
     int8_screen_from: int = 250_000
     # Keys of earlier versions, accepted and ignored so configs saved with them still load (shared.config).
     retired_keys: ClassVar[frozenset[str]] = frozenset({"prefilter_dims", "prefilter_shortlist"})

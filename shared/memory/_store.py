@@ -152,6 +152,9 @@ class MemoryStore(Scoring):
         return self.add_turns(batch, text_embeddings=answer_embeddings, reply_embeddings=question_embeddings)
 
     def _turn_numbers(self, turns: Sequence[Turn]) -> np.ndarray:
+        given = [t.turn for t in turns]
+        if None not in given:
+            return np.array(given, dtype=np.int64)
         last = int(self.turn[len(self) - 1]) if len(self) else 0
         numbers = np.empty(len(turns), dtype=np.int64)
         for i, t in enumerate(turns):
@@ -162,6 +165,8 @@ class MemoryStore(Scoring):
         """Session of each new turn: a new one after `session_gap` seconds of silence (turns without time stay in
         the current session; 0 before the first timed turn)."""
         current = int(self.session[len(self.session) - 1]) if len(self.session) else 0
+        if not np.isfinite(times).any():
+            return np.full(len(times), current, dtype=np.int32)
         out = np.empty(len(times), dtype=np.int32)
         for i, t in enumerate(times):
             if np.isfinite(t):

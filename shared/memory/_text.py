@@ -5,6 +5,7 @@ Used by `shared.memory`: saliency (how informative a remembered answer is), the 
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -46,6 +47,7 @@ def content_words(text: str) -> list[str]:
     return [t for t in tokenize(text) if len(t) > 1 and t not in STOPWORDS]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a conversation's vocabulary is small; stemming every token adds up
 def stem(word: str) -> str:
     """Plural folding, so "windows" finds "window"; e.g. `stem("glasses") == "glass"`, `stem("bus") == "bus"`."""
     for suffix, keep in (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh")):
