@@ -1,4 +1,5 @@
-"""Array building blocks of `shared.memory`: growable columns, row products, min-max, exact top-k."""
+"""Array building blocks of `shared.memory`: growable columns, checked embedding rows, row products, min-max,
+exact top-k."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,6 +37,36 @@ class Growable:
             self.reserve(max(need, 2 * len(self._data)))
         self._data[self._size : need] = values
         self._size = need
+
+
+def append_rows(store: Growable | None, emb: np.ndarray | None) -> Growable | None:
+    """`store` with the rows `emb` appended (a new column for the first rows; unchanged for None)."""
+    if emb is None:
+        return store
+    if store is None:
+        store = Growable(np.float32, width=emb.shape[1])
+    store.extend(emb)
+    return store
+
+
+def checked_rows(role: str, emb: np.ndarray | None, store: Growable | None, n: int, held: int) -> np.ndarray | None:
+    """The batch's embeddings L2-normalised, after checking shape, dims, and that none is zero or non-finite."""
+    if emb is None:
+        if store is not None and len(store) and n:
+            raise ValueError(f"{role} embeddings missing for {n} new memories; the store has them for the others")
+        return None
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != n:
+        raise ValueError(f"{role} embeddings of shape {emb.shape}; expected [{n}, dim]")
+    if held and (store is None or len(store) != held):
+        raise ValueError(f"{role} embeddings given, but {held} stored memories have none; give all or none")
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    if not np.all(norms > 0) or not np.all(np.isfinite(norms)):
+        bad = int(np.flatnonzero(~(norms[:, 0] > 0) | ~np.isfinite(norms[:, 0]))[0])
+        raise ValueError(f"{role} embedding {bad} of the batch is zero or not finite; re-extract it")
+    if store is not None and store.width != emb.shape[1]:
+        raise ValueError(f"{role} embeddings are {emb.shape[1]}-d; the store holds {store.width}-d ones")
+    return emb / norms
 
 
 def dot_rows(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:

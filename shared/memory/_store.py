@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from shared.memory._arrays import Growable
+from shared.memory._arrays import Growable, append_rows, checked_rows
 from shared.memory._config import Memory, MemoryConfig, Turn
 from shared.memory._scoring import COMPONENTS, Scoring
 from shared.memory._text import IdfTable, picture_refs, question_type
@@ -83,8 +83,8 @@ class MemoryStore(Scoring):
         if cfg.clock == "seconds" and any(t.time is None for t in turns):
             raise ValueError("config.clock is 'seconds': give every turn a time (epoch seconds), or use clock: turn")
         # Check everything before appending anything, so a rejected batch leaves the store as it was.
-        q_emb = self._check_embeddings("question", reply_embeddings, self.q_emb, n, len(self))
-        a_emb = self._check_embeddings("answer", text_embeddings, self.a_emb, n, len(self))
+        q_emb = checked_rows("question", reply_embeddings, self.q_emb, n, len(self))
+        a_emb = checked_rows("answer", text_embeddings, self.a_emb, n, len(self))
         pictures = dict(self.pictures)  # registered only once the batch is accepted
         new_captions = self._new_captions(turns, pictures)
         c_emb = None
@@ -94,7 +94,7 @@ class MemoryStore(Scoring):
             if missing:
                 raise ValueError(f"caption embedding missing for image {missing[0]}; the store has them for the "
                                  "others (give one per new caption, or none at all)")
-            c_emb = self._check_embeddings("caption", np.stack([np.asarray(caption_embeddings[i], np.float32)
+            c_emb = checked_rows("caption", np.stack([np.asarray(caption_embeddings[i], np.float32)
                                                                 for i, _ in new_captions]),
                                            self.caption_emb, len(new_captions), len(self.captions))
         ratings = [np.nan if self.rate_saliency is None else float(self.rate_saliency(t.reply_to, t.text))
@@ -103,8 +103,8 @@ class MemoryStore(Scoring):
         if bad:
             raise ValueError(f"rate_saliency rated memory {bad[0][0]} of the batch {bad[0][1]}; it must return [0, 1]")
 
-        self.q_emb = self._append(self.q_emb, q_emb)
-        self.a_emb = self._append(self.a_emb, a_emb)
+        self.q_emb = append_rows(self.q_emb, q_emb)
+        self.a_emb = append_rows(self.a_emb, a_emb)
         self.pictures = pictures
         self._add_captions(new_captions, c_emb)
         first = len(self)
@@ -192,37 +192,7 @@ class MemoryStore(Scoring):
         for image, _ in captions:
             self.captions[self.pictures[image]] = len(self.captions)
         self.caption_words.add_batch([""] * len(captions), [c for _, c in captions])
-        self.caption_emb = self._append(self.caption_emb, embeddings)
-
-    @staticmethod
-    def _append(store: Growable | None, emb: np.ndarray | None) -> Growable | None:
-        if emb is None:
-            return store
-        if store is None:
-            store = Growable(np.float32, width=emb.shape[1])
-        store.extend(emb)
-        return store
-
-    @staticmethod
-    def _check_embeddings(role: str, emb: np.ndarray | None, store: Growable | None, n: int, held: int
-                          ) -> np.ndarray | None:
-        """The batch's embeddings L2-normalised, after checking shape, dims, and that none is zero or non-finite."""
-        if emb is None:
-            if store is not None and len(store) and n:
-                raise ValueError(f"{role} embeddings missing for {n} new memories; the store has them for the others")
-            return None
-        emb = np.asarray(emb, dtype=np.float32)
-        if emb.ndim != 2 or emb.shape[0] != n:
-            raise ValueError(f"{role} embeddings of shape {emb.shape}; expected [{n}, dim]")
-        if held and (store is None or len(store) != held):
-            raise ValueError(f"{role} embeddings given, but {held} stored memories have none; give all or none")
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        if not np.all(norms > 0) or not np.all(np.isfinite(norms)):
-            bad = int(np.flatnonzero(~(norms[:, 0] > 0) | ~np.isfinite(norms[:, 0]))[0])
-            raise ValueError(f"{role} embedding {bad} of the batch is zero or not finite; re-extract it")
-        if store is not None and store.width != emb.shape[1]:
-            raise ValueError(f"{role} embeddings are {emb.shape[1]}-d; the store holds {store.width}-d ones")
-        return emb / norms
+        self.caption_emb = append_rows(self.caption_emb, embeddings)
 
     def memory(self, i: int) -> Memory:
         t = float(self.time[i])
