@@ -37,7 +37,7 @@ else
   $(error RUNNER must be local or docker, not '$(RUNNER)')
 endif
 
-.PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-visdial checkpoints-demo demo \
+.PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-longconv data-visdial checkpoints-demo demo \
         extract extract-demo train-bridge finetune finetune-infer finetune-tiny gen-base gen-reason gen-eval infer evaluate pipeline ablation bench images \
         test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster gpu-bundle gpu-check gpu-check-dry submit-extract submit-train render-sbatch compose-config clean
 
@@ -56,6 +56,9 @@ setup-evaluate:
 
 data-demo: setup-evaluate ## build + validate the bundled EasyVQA-Dialog demo data under data/demo
 	$(PY_EVAL) data/prepare_demo.py --out $(DEMO_DIR)
+
+data-longconv: setup-evaluate ## build the long-conversation memory benchmark (bundled real VisDial dialogs) under data/longconv
+	$(PY_EVAL) data/build_longconv.py --out data/longconv/longconv.json
 
 data-visdial: setup-evaluate ## download real VisDial v1.0 + images (resumable, checksummed) under data/visdial
 	$(PY_EVAL) data/download.py --out data/visdial

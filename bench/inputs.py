@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data/demo"  # make data-demo
 SMOLLM = REPO / "checkpoints/smollm2-135m-instruct"  # make checkpoints-demo
 DEMO_EMBEDDINGS = REPO / "embeddings/cpu_default"  # make extract-demo
+LONGCONV = REPO / "data/longconv/longconv.json"  # make data-longconv
 
 
 def require(path: Path, make_target: str) -> Path:

@@ -1,6 +1,7 @@
-"""Memory retrieval benchmark: evidence recall on the demo memory dialogs, and top-k latency over 1M memories.
+"""Memory retrieval benchmark: evidence recall on the demo memory dialogs and on long multi-session conversations,
+and top-k latency over 1M memories.
 
-    python bench/memory.py [--data data/demo] [--embeddings embeddings/cpu_default] [--n 1000000]
+    python bench/memory.py [--data data/demo] [--embeddings embeddings/cpu_default] [--longconv PATH] [--n 1000000]
 
 (1) Quality. Every demo dialog is replayed turn by turn: before round t is answered, the store holds turns 1..t-1;
 on rounds of kind "memory" the scorer ranks them and we record whether the annotated `evidence_round` is in the top 3
@@ -8,7 +9,10 @@ on rounds of kind "memory" the scorer ranks them and we record whether the annot
 notes the question's references and stores the turn, exactly as a dialogue system would. Relevance uses the
 cpu_default MiniLM question/answer embeddings (`make extract-demo`; `--lexical` for the word-overlap relevance). The
 table goes into docs/RETRIEVAL.md between the bench markers. Missing inputs stop the bench, naming the make target.
-(2) Speed. 1,000,000 memories x 384-d (random unit vectors, synthetic texts), k=5: the p50 of retrieve with the
+(2) Long conversations (bench/memory_longconv.py): recall@5/@10 of the evidence turn of later questions in
+conversations of 779 turns chained from real VisDial dialogs (`make data-longconv`), for the default scorer, each
+component alone, dense and lexical relevance alone and ablations; its table goes into docs/RETRIEVAL.md too.
+(3) Speed. 1,000,000 memories x 384-d (random unit vectors, synthetic texts), k=5: the p50 of retrieve with the
 int8 screen (the default for stores this large), against the float32 pass over every memory and the float32 scorer
 followed by a full argsort (the textbook way), in the same process; the share of queries where the screen returns
 the float32 top-k (memory_topk_int8_agreement; anything below 1.0 is a bug) and the one-time packing of the int8
@@ -33,11 +37,13 @@ from shared.memory import COMPONENTS, MemoryConfig, MemoryStore, ScoreWeights  #
 from shared.memory import replay_dialog  # noqa: E402
 from shared.memory import IdfTable  # noqa: E402
 from shared.visdial import load_visdial  # noqa: E402
-from bench.inputs import require  # noqa: E402
+from bench.inputs import LONGCONV, require  # noqa: E402
+from bench import memory_longconv  # noqa: E402
 
 K = 3
 FULL = "full scorer (default weights)"
 START, END = "<!-- bench/memory.py:start -->", "<!-- bench/memory.py:end -->"
+LC_START, LC_END = "<!-- bench/memory.py:longconv:start -->", "<!-- bench/memory.py:longconv:end -->"
 
 
 def variants() -> dict[str, MemoryConfig]:
@@ -136,12 +142,27 @@ def quality(data: Path, emb_root: Path) -> tuple[float, str]:
     return figure, table
 
 
-def write_table(table: str, doc: Path) -> None:
-    text = doc.read_text() if doc.is_file() else f"# Memory retrieval\n\n{START}\n{END}\n"
-    if START not in text or END not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    doc.write_text(f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}")
+def write_table(table: str, doc: Path, start: str = START, end: str = END) -> None:
+    text = doc.read_text() if doc.is_file() else f"# Memory retrieval\n\n{start}\n{end}\n"
+    if start not in text or end not in text:
+        text += f"\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    doc.write_text(f"{head}{start}\n{table}\n{end}{rest.split(end, 1)[1]}")
+
+
+def longconv(path: Path, cache: Path, doc: Path) -> dict[str, float]:
+    """The long-conversation figures (test conversations) and its table in `doc`."""
+    data = json.loads(require(path, "data-longconv").read_text())
+    vectors = memory_longconv.TextVectors(memory_longconv.all_texts(data), cache)
+    print(f"longconv: {len(vectors.texts)} texts embedded" + (" (read from the cache)" if vectors.from_cache else ""),
+          flush=True)
+    results = memory_longconv.evaluate(data, vectors)
+    write_table(memory_longconv.table(data, results, vectors), doc, LC_START, LC_END)
+    test = {label: rows["test"] for label, rows in results.items()}
+    return {f"longconv_recall{k}_{name}": memory_longconv.recall(test[label], k)
+            for name, label in (("default", memory_longconv.DEFAULT), ("dense", memory_longconv.DENSE),
+                                ("lexical", memory_longconv.LEXICAL), ("before", memory_longconv.BEFORE))
+            for k in (5, 10)}
 
 
 def build_large_store(n: int, dim: int, rng: np.random.Generator, chunk: int = 100_000) -> MemoryStore:
@@ -211,16 +232,23 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--longconv", type=Path, default=LONGCONV)
+    parser.add_argument("--embedding-cache", type=Path, default=REPO / "embeddings/longconv",
+                        help="MiniLM vectors of the long-conversation texts, keyed by their hash (git-ignored)")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-longconv", action="store_true")
     parser.add_argument("--lexical", action="store_true", help="relevance from words instead of the MiniLM shards")
     args = parser.parse_args()
     recall, table = quality(demo_data(args.data), None if args.lexical else args.embeddings)
     write_table(table, args.doc)
+    long_figures = {} if args.skip_longconv else longconv(args.longconv, args.embedding_cache, args.doc)
     load = os.getloadavg()[0]
     figures = {} if args.skip_speed else speed(args.n, args.dim, 5, args.repeats)
     print(f"host: {os.cpu_count()} cores, 1-min load average {load:.2f} before / {os.getloadavg()[0]:.2f} after "
           "the speed runs (other processes share these cores)")
     print(f"retrieval_top3_recall: {recall:.4f}")
+    for name, value in long_figures.items():
+        print(f"{name}: {value:.4f}")
     for name, value in figures.items():
         print(f"{name}: {value:.2f}")
     return 0

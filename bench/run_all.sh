@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Every input a bench reads, built once here (each bench stops when one is missing; none falls back to another).
-make --no-print-directory data-demo checkpoints-demo extract-demo
+make --no-print-directory data-demo data-longconv checkpoints-demo extract-demo
 declare -A venv=([extract]=extract [train]=train [evaluate]=evaluate [memory]=evaluate [visdial_load]=evaluate [finetune_gpu]=train)
 out=docs/benchmarks-latest.txt
 { echo "# bench/run_all.sh on $(hostname) at $(date -u +%FT%TZ), $(nproc) cores"; } > "$out"

@@ -1,11 +1,13 @@
 """`<reminder>` blocks: render retrieved memories into a prompt, parse them back, strip tag blocks from answers.
 
 A reminder block holds one retrieved memory per line, with its turn number and, in multi-image dialogs, the
-picture that was shown at that turn::
+picture that was shown at that turn. A turn that answers a question shows both; any other turn (a picture shared
+with its caption, a remark) shows who said it::
 
     <reminder>
     [turn 2] Q: what color is the shape? A: red
     [turn 5] (picture 2) Q: what shape is it? A: circle
+    [turn 9] (picture 3) Maya said: a dog running on a beach
     </reminder>
 
 `strip_blocks` is what every scorer calls before comparing an answer with a reference: reminder, reasoning and
@@ -25,7 +27,7 @@ _OPEN = re.compile(r"<\s*(reminder|reasoning|think)\b[^>]*>", re.IGNORECASE)
 _CLOSE = {tag: re.compile(rf"<\s*/\s*{tag}\s*>", re.IGNORECASE) for tag in BLOCK_TAGS}
 _ANY_CLOSE = re.compile(r"<\s*/\s*(?:reminder|reasoning|think)\s*>", re.IGNORECASE)
 _REMINDER = re.compile(r"<\s*reminder\b[^>]*>(.*?)(?:<\s*/\s*reminder\s*>|\Z)", re.IGNORECASE | re.DOTALL)
-_LINE = re.compile(r"^\[turn (\d+)\](?: \(([^()]*)\))? Q: (.*?) A: (.*)$")
+_LINE = re.compile(r"^\[turn (\d+)\](?: \(([^()]*)\))? (?:Q: (.*?) A: (.*)|(?:(\S[^:]{0,39}) )?said: (.*))$")
 
 
 class ReminderError(InputError):
@@ -37,9 +39,10 @@ class ReminderItem:
     """One remembered turn: `ReminderItem(turn=3, question="what color?", answer="red", image_note="picture 2")`."""
 
     turn: int
-    question: str
+    question: str  # "" for a turn that answers nothing (rendered "<speaker> said: <answer>")
     answer: str
     image_note: str | None = None
+    speaker: str | None = None  # shown only for turns without a question
 
 
 def _one_line(text: str) -> str:
@@ -53,18 +56,22 @@ def _field(item: Any, name: str, default: Any = None) -> Any:
 
 
 def render_line(item: Any) -> str:
-    """One memory as `[turn 3] Q: ... A: ...`; e.g. `render_line({"turn": 3, "question": "q?", "answer": "a"})`."""
+    """One memory as `[turn 3] Q: ... A: ...` (or `[turn 3] Maya said: ...` when its question is "");
+    e.g. `render_line({"turn": 3, "question": "q?", "answer": "a"})`."""
     turn, question, answer = _field(item, "turn"), _field(item, "question"), _field(item, "answer")
     if turn is None or question is None or answer is None:
         raise ReminderError(f"memory {item!r} needs turn, question and answer; pass all three")
     question, answer = _one_line(question), _one_line(answer)
-    if " A: " in f" {question} ":
-        # The parser splits at the first " A: "; a question containing it would not come back intact.
-        raise ReminderError(f"question {question!r} of turn {turn} contains ' A: '; rephrase it before rendering")
     note = _field(item, "image_note")
     prefix = f"[turn {int(turn)}]"
     if note:
         prefix += " (" + _one_line(note).replace("(", "[").replace(")", "]") + ")"
+    if not question:
+        speaker = _one_line(_field(item, "speaker") or "").replace(":", " ")[:40].strip()
+        return f"{prefix} {speaker + ' ' if speaker else ''}said: {answer}"
+    if " A: " in f" {question} ":
+        # The parser splits at the first " A: "; a question containing it would not come back intact.
+        raise ReminderError(f"question {question!r} of turn {turn} contains ' A: '; rephrase it before rendering")
     return f"{prefix} Q: {question} A: {answer}"
 
 
@@ -100,12 +107,16 @@ def parse_reminder(text: str, strict: bool = False) -> list[ReminderItem]:
             if m is None:
                 if strict:
                     raise ReminderError(
-                        f"line {n}: reminder line {line[:80]!r} is not '[turn N] Q: ... A: ...'; "
+                        f"line {n}: reminder line {line[:80]!r} is not '[turn N] Q: ... A: ...' "
+                        "or '[turn N] <speaker> said: ...'; "
                         "render memories with shared.reminder.render_reminder"
                     )
                 continue
-            turn, note, question, answer = m.groups()
-            items.append(ReminderItem(int(turn), question, answer, note or None))
+            turn, note, question, answer, speaker, said = m.groups()
+            if question is None:
+                items.append(ReminderItem(int(turn), "", said, note or None, speaker or None))
+            else:
+                items.append(ReminderItem(int(turn), question, answer, note or None))
     return items
 
 

@@ -1,20 +1,22 @@
 """Memory of a conversation: past turns scored by recency, frequency, saliency and relevance (docs/RETRIEVAL.md).
 
 The public API is what this module exports; the underscore modules behind it are its implementation:
-`_store` (MemoryStore, vectorised scoring), `_config` (settings and result dataclasses), `_text` (content words, IDF,
-question types, picture references), `_arrays` (growable columns, the word index, top-k), `_screen` (the exact int8
-first pass for very large stores) and `_dialog` (replaying a VisDial dialog turn by turn).
+`_store` (MemoryStore: the columns, `add_turns`, the query-independent components), `_scoring` (hybrid relevance,
+the weighted total, top-k), `_config` (settings, Turn and result dataclasses), `_text` (content words, IDF, question
+types, picture references), `_words` (the inverted word index), `_when` (time and session phrases), `_arrays`
+(growable columns, top-k), `_screen` (the exact int8 first pass for very large stores) and `_dialog` (replaying a
+conversation or a VisDial dialog turn by turn).
 
     store = MemoryStore(MemoryConfig())
-    store.add("what color is the shape?", "red", turn=1, image_id=7)
+    store.add_turns([Turn("red", speaker="Maya", reply_to="what color is the shape?", turn=1, image_id=7)])
     render_reminder(store.retrieve("what color was it?", k=3, now=2))   # shared.reminder
 """
 from __future__ import annotations
 
-from shared.memory._config import Memory, MemoryConfig, Retrieved, Scores, ScoreWeights
-from shared.memory._dialog import replay_dialog
+from shared.memory._config import Memory, MemoryConfig, Retrieved, Scores, ScoreWeights, Turn
+from shared.memory._dialog import replay_dialog, replay_turns
 from shared.memory._store import COMPONENTS, MemoryStore
 from shared.memory._text import IdfTable
 
 __all__ = ["COMPONENTS", "IdfTable", "Memory", "MemoryConfig", "MemoryStore", "Retrieved", "Scores", "ScoreWeights",
-           "replay_dialog"]
+           "Turn", "replay_dialog", "replay_turns"]

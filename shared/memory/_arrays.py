@@ -1,14 +1,8 @@
-"""Array building blocks of `shared.memory`: growable columns, an inverted word index, row products, min-max,
+"""Array building blocks of `shared.memory`: growable columns, checked embedding rows, row products, min-max,
 exact top-k."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
-
-from shared.memory._text import IdfTable, bm25_idf, content_words
-
-QUESTION, ANSWER = 1, 2  # role bits of a word in a memory
 
 
 class Growable:
@@ -45,90 +39,34 @@ class Growable:
         self._size = need
 
 
-class WordIndex:
-    """Inverted index of each memory's content words (flat arrays: word id, memory, role bits)."""
+def append_rows(store: Growable | None, emb: np.ndarray | None) -> Growable | None:
+    """`store` with the rows `emb` appended (a new column for the first rows; unchanged for None)."""
+    if emb is None:
+        return store
+    if store is None:
+        store = Growable(np.float32, width=emb.shape[1])
+    store.extend(emb)
+    return store
 
-    def __init__(self):
-        self.vocab: dict[str, int] = {}
-        self.doc_freq = Growable(np.float64)
-        self.word, self.memory, self.role = Growable(np.int64), Growable(np.int64), Growable(np.int8)
-        self.num_docs = 0
-        self._idf_cache: tuple[object, int, int, np.ndarray] | None = None
 
-    def add_batch(self, questions: Sequence[str], answers: Sequence[str]) -> None:
-        words, memories, roles, new_df = [], [], [], []
-        for q, a in zip(questions, answers, strict=True):
-            q_words, a_words = set(content_words(q)), set(content_words(a))
-            for w in sorted(q_words | a_words):
-                wid = self.vocab.setdefault(w, len(self.vocab))
-                if wid == len(self.doc_freq) + len(new_df):
-                    new_df.append(0.0)
-                words.append(wid)
-                memories.append(self.num_docs)
-                roles.append(QUESTION * (w in q_words) | ANSWER * (w in a_words))
-            self.num_docs += 1
-        self.doc_freq.extend(new_df)
-        if words:
-            np.add.at(self.doc_freq.view(), np.asarray(words), 1.0)
-        self.word.extend(words)
-        self.memory.extend(memories)
-        self.role.extend(roles)
-
-    def idf(self, table: IdfTable | None) -> np.ndarray:
-        """IDF per vocabulary id: from `table`, else BM25 IDF over this index's own memories."""
-        key = (table, len(self.vocab), self.num_docs)
-        if self._idf_cache is not None and self._idf_cache[:3] == key:
-            return self._idf_cache[3]
-        if table is None:
-            n, df = max(self.num_docs, 1), self.doc_freq.view()
-            values = np.log1p((n - df + 0.5) / (df + 0.5))
-        else:
-            values = np.array([table.idf(w) for w in self.vocab], dtype=np.float64)
-        self._idf_cache = (*key, values)
-        return values
-
-    def max_idf(self, table: IdfTable | None) -> float:
-        return table.max_idf if table is not None else bm25_idf(1, max(self.num_docs, 1))
-
-    def _per_memory_sum(self, mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        return np.bincount(self.memory.view()[mask], weights=weights, minlength=self.num_docs)
-
-    def mean_answer_idf(self, table: IdfTable | None) -> np.ndarray:
-        """Mean IDF of each memory's answer content words (0 for answers without any, e.g. "yes")."""
-        mask = (self.role.view() & ANSWER) > 0
-        sums = self._per_memory_sum(mask, self.idf(table)[self.word.view()[mask]])
-        counts = np.bincount(self.memory.view()[mask], minlength=self.num_docs)
-        return sums / np.maximum(counts, 1)
-
-    def _query_ids(self, text: str) -> np.ndarray:
-        return np.array(sorted({self.vocab[w] for w in content_words(text) if w in self.vocab}), dtype=np.int64)
-
-    def overlap(self, query: str, on: str, table: IdfTable | None) -> np.ndarray:
-        """Share of the query's IDF mass that a memory contains (in its question, answer or both), in [0, 1].
-
-        Dividing by the query's own mass puts the lexical score on the scale of a cosine, so `picture_bonus`
-        means the same in both modes. Query words the store has never seen count in the mass (a miss is a miss).
-        """
-        words = set(content_words(query))
-        mass = sum(table.idf(w) if table is not None else bm25_idf(0, max(self.num_docs, 1)) for w in words
-                   if w not in self.vocab)
-        ids = self._query_ids(query)
-        if not len(ids):
-            return np.zeros(self.num_docs)
-        idf = self.idf(table)
-        mass += float(idf[ids].sum())
-        bits = {"question": QUESTION, "answer": ANSWER}.get(on, QUESTION | ANSWER)
-        mask = np.isin(self.word.view(), ids) & ((self.role.view() & bits) > 0)
-        return self._per_memory_sum(mask, idf[self.word.view()[mask]]) / mass
-
-    def answer_mentions(self, text: str) -> np.ndarray:
-        """Boolean per memory: `text` names one of the memory's answer content words."""
-        ids = self._query_ids(text)
-        hit = np.zeros(self.num_docs, dtype=bool)
-        if len(ids):
-            mask = np.isin(self.word.view(), ids) & ((self.role.view() & ANSWER) > 0)
-            hit[self.memory.view()[mask]] = True
-        return hit
+def checked_rows(role: str, emb: np.ndarray | None, store: Growable | None, n: int, held: int) -> np.ndarray | None:
+    """The batch's embeddings L2-normalised, after checking shape, dims, and that none is zero or non-finite."""
+    if emb is None:
+        if store is not None and len(store) and n:
+            raise ValueError(f"{role} embeddings missing for {n} new memories; the store has them for the others")
+        return None
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != n:
+        raise ValueError(f"{role} embeddings of shape {emb.shape}; expected [{n}, dim]")
+    if held and (store is None or len(store) != held):
+        raise ValueError(f"{role} embeddings given, but {held} stored memories have none; give all or none")
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    if not np.all(norms > 0) or not np.all(np.isfinite(norms)):
+        bad = int(np.flatnonzero(~(norms[:, 0] > 0) | ~np.isfinite(norms[:, 0]))[0])
+        raise ValueError(f"{role} embedding {bad} of the batch is zero or not finite; re-extract it")
+    if store is not None and store.width != emb.shape[1]:
+        raise ValueError(f"{role} embeddings are {emb.shape[1]}-d; the store holds {store.width}-d ones")
+    return emb / norms
 
 
 def dot_rows(rows: np.ndarray, vector: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ Used by `shared.memory`: saliency (how informative a remembered answer is), the 
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -44,6 +45,20 @@ def tokenize(text: str) -> list[str]:
 def content_words(text: str) -> list[str]:
     """Tokens that carry content (no stopwords, no 1-letter tokens), in order; e.g. `content_words("is it red?")`."""
     return [t for t in tokenize(text) if len(t) > 1 and t not in STOPWORDS]
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a conversation's vocabulary is small; stemming every token adds up
+def stem(word: str) -> str:
+    """Plural folding, so "windows" finds "window"; e.g. `stem("glasses") == "glass"`, `stem("bus") == "bus"`."""
+    for suffix, keep in (("ies", "y"), ("sses", "ss"), ("xes", "x"), ("ches", "ch"), ("shes", "sh")):
+        if word.endswith(suffix) and len(word) >= len(suffix) + 2:
+            return word[: -len(suffix)] + keep
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")) else word
+
+
+def terms(text: str) -> list[str]:
+    """Content words with plurals folded: what the word index and IDF tables count; e.g. `terms("red trees")`."""
+    return [stem(w) for w in content_words(text)]
 
 
 def question_type(question: str) -> str:
@@ -95,7 +110,7 @@ class IdfTable:
         counts: Counter[str] = Counter()
         n = 0
         for doc in documents:
-            counts.update(set(content_words(doc)))
+            counts.update(set(terms(doc)))
             n += 1
         return cls(dict(counts), n)
 

@@ -82,7 +82,7 @@ def test_near_duplicates_whose_int8_order_is_not_the_float32_order():
         store.add_batch(["q?"] * 3000, ["a"] * 3000, np.arange(3000), question_embeddings=rows)
     wrong_ends = 0
     for query in rng.standard_normal((6, 48)).astype(np.float32) + c:
-        estimate = fast._screen_estimate("q?", *fast._embedding_query(query), None)[0]
+        estimate = fast._screen_estimate(*fast._embedding_query(query), None)[0]
         float32 = exact.score("q?", 1, query).total
         wrong_ends += (np.argmin(estimate) != np.argmin(float32)) + (np.argmax(estimate) != np.argmax(float32))
         assert top(fast, query, k=10) == top(exact, query, k=10)
@@ -128,3 +128,31 @@ def test_the_screen_stays_off_where_it_does_not_apply(case):
     candidates = np.arange(2000) if case == "candidates" else None
     store.retrieve("is it red?", 3, 501, query, candidates=candidates)
     assert not store._screens
+
+
+def test_screened_retrieve_is_the_float32_answer_with_every_reference_extra():
+    """Speakers, times (clock seconds), captions with embeddings and the lexical share: the extras are added
+    identically to the int8 estimates and to the float32 cosines, so the answer stays the float32 one."""
+    from shared.memory import Turn
+
+    n, rng = 4000, np.random.default_rng(3)
+    words = ("red", "blue", "green", "circle", "square")
+    turns = [Turn(words[(i * 3) % 5], speaker=("Maya", "Tom")[i % 2], time=1.7e9 + 3600.0 * i, image_id=i // 40,
+                  caption=f"a {words[(i // 40) % 5]} kite" if i % 40 == 0 else None, reply_to=f"is it {words[i % 5]}")
+             for i in range(n)]
+    captions = {i // 40: rng.standard_normal(48).astype(np.float32) for i in range(0, n, 40)}
+    text, reply = embeddings(n, seed=21), embeddings(n, seed=22)
+    stores = []
+    for screened in (False, True):
+        store = MemoryStore(MemoryConfig(clock="seconds", half_life=86_400.0, int8_screen_from=n // 2 if screened
+                                         else 0))
+        store.add_turns(turns, text, reply, captions)
+        stores.append(store)
+    now = 1.7e9 + 3600.0 * n
+    for query, text_query in zip(embeddings(8, seed=23), ("what did Maya say about the red kite two weeks ago?",
+                                                          "last time we talked, was it blue?", "in March, the green",
+                                                          "is it a circle in picture 3?") * 2, strict=True):
+        exact, fast = ([(r.index, r.score, r.components) for r in s.retrieve(text_query, 5, now, query, update=False)]
+                       for s in stores)
+        assert fast == exact
+    assert stores[1]._screens and not stores[1]._screen_broken
