@@ -16,6 +16,11 @@ OUT ?= outputs
 PY_EXTRACT := .venvs/extract/bin/python
 PY_TRAIN := .venvs/train/bin/python
 PY_EVAL := .venvs/evaluate/bin/python
+# One cache for the venvs (VDMEM_VENV_CACHE, default ~/.cache/vdmem/venvs) and the docker tests' image store
+# (<cache>/docker): VDMEM_CACHE moves both.
+ifdef VDMEM_CACHE
+  export VDMEM_VENV_CACHE ?= $(VDMEM_CACHE)/venvs
+endif
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import secrets
 
 import pytest
 from packaging.requirements import Requirement
@@ -87,9 +88,11 @@ def test_unchanged_rebuild_is_a_cache_hit(env, built, engine, builder):
 
 
 def test_a_changed_build_argument_is_not_a_cache_hit(built, engine, builder):
-    """The check above can fail: another UID re-runs the user step (and only the steps after it)."""
+    """The check above can fail: another UID re-runs the user step (and only the steps after it). The UID is new
+    each session, or the layer cache would remember it (each leaves a ~7 MB code layer in the cache)."""
     spec = builder.specs["evaluate"]
-    other = dataclasses.replace(spec, image="vdmem-evaluate:uid-control", args={**spec.args, "UID": str(USER[0] + 1)})
+    uid = str(USER[0] + 1 + secrets.randbelow(10_000))
+    other = dataclasses.replace(spec, image="vdmem-evaluate:uid-control", args={**spec.args, "UID": uid})
     result = images.build(engine, other, builder.extra_args(spec), builder.secrets, builder.workdir / "control.log")
     engine.docker("rmi", other.image)
     assert any("useradd" in step for step in result.executed), result.executed
