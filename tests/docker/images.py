@@ -95,3 +95,17 @@ def build(engine: DockerEngine, spec: ComposeBuild, extra_args: dict[str, str], 
         raise RuntimeError(f"building {spec.image} failed ({proc.returncode}); log {log_path}:\n{text[-6000:]}")
     steps, cached = parse_progress(text)
     return BuildResult(seconds, steps, cached, text)
+
+
+def composition(engine: DockerEngine, image: str, top: int = 6) -> dict:
+    """Where an image's bytes are: base vs package layer vs the rest, and its largest installed distributions."""
+    layers = [json.loads(line) for line in engine.docker("history", "--no-trunc", "--human=false", "--format",
+                                                        "{{json .}}", image).stdout.splitlines()]
+    sizes = [(int(layer["Size"]), layer["CreatedBy"]) for layer in reversed(layers)]  # oldest first
+    pip_layer = max((s for s in sizes if "pip install" in s[1]), default=(0, ""))[0]
+    base = sizes[0][0]
+    du = engine.docker("run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
+                       "du -sk /opt/venv/lib/python3.11/site-packages/* | sort -n | tail -n " + str(top)).stdout
+    largest = {Path(path).name: int(kb) * 1024 for kb, path in (line.split(None, 1) for line in du.splitlines())}
+    return {"base_layer": base, "pip_layer": pip_layer, "other_layers": sum(s for s, _ in sizes) - base - pip_layer,
+            "largest_in_site_packages": dict(reversed(largest.items()))}
