@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -99,6 +100,7 @@ def builder(engine):
         yield b
     finally:
         b.close()
+        shutil.rmtree(workdir, ignore_errors=True)  # build logs: a failing build quotes its tail in the error
 
 
 @pytest.fixture(scope="session")
