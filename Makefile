@@ -1,7 +1,11 @@
 # Memory-augmented visual dialogue on VisDial: extract -> train -> evaluate.
 #   make demo   the whole pipeline on the bundled EasyVQA-Dialog data with small real CPU models
 #   make test   every test layer (unit, e2e, gpu [skipped without CUDA], cluster [real local Slurm])
-# RUNNER=local (default) runs each stage in its own venv under .venvs/; RUNNER=docker runs it through compose.yaml.
+#   make test-docker   the images built and the demo run in them, on a private Docker engine (root; .ci/run runs it)
+# RUNNER=local (default) runs each stage in its own venv under .venvs/; RUNNER=docker runs it through compose.yaml
+# (images from `make images`; DEVICE=cpu for the *-cpu services). Per-stage extra arguments, e.g. a smoke-sized demo:
+#   make demo DATA_ARGS='--train-dialogs 24 --val-dialogs 6' TRAIN_ARGS='optim.max_steps=6 save_every=2'
+# (also EXTRACT_ARGS, INFER_ARGS, EVALUATE_ARGS; ARGS goes to every stage target).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 RUNNER ?= local
@@ -12,6 +16,11 @@ OUT ?= outputs
 PY_EXTRACT := .venvs/extract/bin/python
 PY_TRAIN := .venvs/train/bin/python
 PY_EVAL := .venvs/evaluate/bin/python
+# One cache for the venvs (VDMEM_VENV_CACHE, default ~/.cache/vdmem/venvs) and the docker tests' image store
+# (<cache>/docker): VDMEM_CACHE moves both.
+ifdef VDMEM_CACHE
+  export VDMEM_VENV_CACHE ?= $(VDMEM_CACHE)/venvs
+endif
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -28,18 +37,29 @@ ifeq ($(RUNNER),docker)
   TRAIN := $(COMPOSE_RUN) train$(SUFFIX)
   EVALUATE := $(COMPOSE_RUN) evaluate
   GENERATE := $(COMPOSE_RUN) generate$(SUFFIX)
+  PREPARE_DEMO := $(COMPOSE_RUN) --entrypoint python evaluate data/prepare_demo.py
+  # the images hold the environments: no venvs needed
+  NEEDS_SETUP :=
+  NEEDS_EXTRACT :=
+  NEEDS_TRAIN :=
+  NEEDS_EVALUATE :=
 else ifeq ($(RUNNER),local)
   EXTRACT := $(PY_EXTRACT) -m services.extract
   TRAIN := $(PY_TRAIN) -m services.train
   EVALUATE := $(PY_EVAL) -m services.evaluate
   GENERATE := $(PY_TRAIN) -m services.generate
+  PREPARE_DEMO := $(PY_EVAL) data/prepare_demo.py
+  NEEDS_SETUP := setup
+  NEEDS_EXTRACT := setup-extract
+  NEEDS_TRAIN := setup-train
+  NEEDS_EVALUATE := setup-evaluate
 else
   $(error RUNNER must be local or docker, not '$(RUNNER)')
 endif
 
 .PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-longconv data-visdial checkpoints-demo demo \
         extract extract-demo train-bridge finetune finetune-infer finetune-tiny gen-base gen-reason gen-eval infer evaluate pipeline ablation bench images \
-        test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster gpu-bundle gpu-check gpu-check-dry submit-extract submit-train render-sbatch compose-config clean
+        test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster test-docker gpu-bundle gpu-check gpu-check-dry submit-extract submit-train render-sbatch compose-config clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -54,8 +74,8 @@ setup-train:
 setup-evaluate:
 	bash docker/setup_venv.sh evaluate
 
-data-demo: setup-evaluate ## build + validate the bundled EasyVQA-Dialog demo data under data/demo
-	$(PY_EVAL) data/prepare_demo.py --out $(DEMO_DIR)
+data-demo: $(NEEDS_EVALUATE) ## build + validate the bundled EasyVQA-Dialog demo data under data/demo
+	$(PREPARE_DEMO) --out $(DEMO_DIR) $(DATA_ARGS)
 
 data-longconv: setup-evaluate ## build the long-conversation memory benchmark (bundled real VisDial dialogs) under data/longconv
 	$(PY_EVAL) data/build_longconv.py --out data/longconv/longconv.json
@@ -63,17 +83,17 @@ data-longconv: setup-evaluate ## build the long-conversation memory benchmark (b
 data-visdial: setup-evaluate ## download real VisDial v1.0 + images (resumable, checksummed) under data/visdial
 	$(PY_EVAL) data/download.py --out data/visdial
 
-checkpoints-demo: setup-train ## convert the packaged SmolLM2-135M GGUF once to safetensors under checkpoints/
+checkpoints-demo: $(NEEDS_TRAIN) ## convert the packaged SmolLM2-135M GGUF once to safetensors under checkpoints/
 	$(TRAIN) prepare-weights --config configs/train/weights_demo.yaml
 
-extract-demo: setup-extract data-demo ## embed the demo splits with the CPU encoders
-	for split in train val; do $(EXTRACT) --config configs/extract/cpu_default.yaml split=$$split; done
+extract-demo: $(NEEDS_EXTRACT) data-demo ## embed the demo splits with the CPU encoders
+	for split in train val; do $(EXTRACT) --config configs/extract/cpu_default.yaml split=$$split $(EXTRACT_ARGS); done
 
 extract: ## embed a split with ImageBind-Huge (CONFIG=..., ARGS='split=val shard_index=0 num_shards=8')
 	$(EXTRACT) --config $(or $(CONFIG),configs/extract/imagebind_huge.yaml) $(ARGS)
 
 train-bridge: ## train the MA-LMM bridge (CONFIG=configs/train/bridge_demo.yaml)
-	$(TRAIN) bridge --config $(or $(CONFIG),configs/train/bridge_demo.yaml) $(ARGS)
+	$(TRAIN) bridge --config $(or $(CONFIG),configs/train/bridge_demo.yaml) $(ARGS) $(TRAIN_ARGS)
 
 finetune: ## Gemma-3 <reminder> LoRA fine-tuning (unsloth on CUDA, peft elsewhere)
 	$(TRAIN) finetune --config $(or $(CONFIG),configs/train/gemma3_4b_reminder_qlora.yaml) $(ARGS)
@@ -89,12 +109,12 @@ gen-base gen-reason gen-eval: ## training data / predictions from an LLM (Ollama
 	$(GENERATE) $@ --config configs/generate/$(subst -,_,$@).yaml $(ARGS)
 
 infer: ## generate answers + rank the candidates with a trained bridge
-	$(TRAIN) infer --config $(or $(CONFIG),configs/train/infer_demo.yaml) $(ARGS)
+	$(TRAIN) infer --config $(or $(CONFIG),configs/train/infer_demo.yaml) $(ARGS) $(INFER_ARGS)
 
 evaluate: ## score a predictions file (ARGS='predictions=... data=... out=...')
-	$(EVALUATE) --config $(or $(CONFIG),configs/evaluate/default.yaml) $(ARGS)
+	$(EVALUATE) --config $(or $(CONFIG),configs/evaluate/default.yaml) $(ARGS) $(EVALUATE_ARGS)
 
-demo: setup data-demo ## the whole pipeline on the embedded default, end to end on CPU
+demo: $(NEEDS_SETUP) data-demo ## the whole pipeline on the embedded default, end to end on CPU (RUNNER=docker: in the images)
 	bash docker/demo.sh
 
 pipeline: demo
@@ -151,6 +171,9 @@ test-gpu:
 
 test-cluster:
 	$(PY_TRAIN) -m pytest -q tests/cluster
+
+test-docker: setup ## real images and containers: starts its own dockerd (root), builds the 3 images, runs the demo in them
+	$(PY_EVAL) -m pytest -q tests/docker
 
 gpu-bundle: setup-train ## the wheels the GPU readiness check needs on an offline GPU machine -> .gpu-bundle/ (size-checked)
 	bash docker/gpu_bundle.sh

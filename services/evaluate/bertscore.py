@@ -14,6 +14,7 @@ once and scattered back (VisDial answers repeat a lot); bert-score itself embeds
 from __future__ import annotations
 
 import os
+import sysconfig
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -42,7 +43,20 @@ class ResolvedBertScore:
     note: str
 
     def describe(self) -> dict:
-        return asdict(self) | {"library": "bert-score", "library_version": metadata.version("bert-score")}
+        return portable(asdict(self) | {"library": "bert-score", "library_version": metadata.version("bert-score")})
+
+
+def portable(described: dict) -> dict:
+    """Packaged weights named relative to site-packages: the same install reports the same text in a venv and in
+    an image (whose site-packages lie elsewhere), so reports of the same predictions compare equal."""
+    purelib = sysconfig.get_paths()["purelib"]
+    sites = sorted({purelib, os.path.realpath(purelib)}, key=len, reverse=True)  # a venv may be reached by a link
+
+    def strip(value):
+        for site in sites if isinstance(value, str) else ():
+            value = value.replace(site, "<site-packages>")
+        return value
+    return {k: strip(v) for k, v in described.items()}
 
 
 def minilm_path() -> str:
@@ -157,4 +171,4 @@ class BertScoreRunner:
         return out[0], out[1], out[2]
 
     def describe(self) -> dict:
-        return self.resolved.describe() | {"hash": self.scorer.hash, "batch_size": self.batch_size}
+        return self.resolved.describe() | portable({"hash": self.scorer.hash, "batch_size": self.batch_size})

