@@ -15,12 +15,17 @@ It returns None (success) or an exit status.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import errno
+import functools
 import importlib
 import inspect
+import io
 import os
 import sys
+import textwrap
+import tokenize
 import types
 import typing
 from dataclasses import dataclass
@@ -28,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from shared.config import REQUIRED, ConfigError, defaults_dict, field_comments, load_config, to_dict
+from shared.config import REQUIRED, ConfigError, defaults_dict, load_config, to_dict
 from shared.errors import InputError
 
 # OS errors the user can fix, shown as one line: the machine's (space, permissions; exit 1) and a bad path (exit 2).
@@ -91,6 +96,32 @@ def _format_value(value: Any) -> str:
     if value is None or isinstance(value, (bool, list, dict)):
         return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
     return repr(value) if isinstance(value, str) else str(value)
+
+
+@functools.cache
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field's help text: the `# comment` on its line(s), after the comment lines just above it."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    lines = source.splitlines()
+    out = {}
+    body = ast.parse(source).body[0].body
+    for node in body:
+        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
+            continue
+        above, line = [], node.lineno - 1
+        while line >= 1 and line in comments and lines[line - 1].lstrip().startswith("#"):
+            above.insert(0, comments[line])
+            line -= 1
+        trailing = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
+        text = " ".join(above + trailing)
+        if text:
+            out[node.target.id] = text
+    return out
 
 
 def _comments(cls: type) -> dict[str, str]:

@@ -10,18 +10,12 @@ the fix: a settings file that still uses one gets an error saying where the sett
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 import difflib
-import functools
 import hashlib
-import inspect
-import io
 import json
 import os
 import re
-import textwrap
-import tokenize
 import types
 import typing
 from pathlib import Path, PurePath
@@ -156,32 +150,6 @@ def missing_required(cfg: Any, prefix: str = "") -> list[str]:
             out += missing_required(value, f"{prefix}{f.name}.")
         elif isinstance(value, str) and value == REQUIRED:
             out.append(prefix + f.name)
-    return out
-
-
-@functools.cache
-def field_comments(cls: type) -> dict[str, str]:
-    """Each field's help text: the `# comment` on its line(s), after the comment lines just above it."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
-    lines = source.splitlines()
-    out = {}
-    body = ast.parse(source).body[0].body
-    for node in body:
-        if not isinstance(node, ast.AnnAssign) or not isinstance(node.target, ast.Name):
-            continue
-        above, line = [], node.lineno - 1
-        while line >= 1 and line in comments and lines[line - 1].lstrip().startswith("#"):
-            above.insert(0, comments[line])
-            line -= 1
-        trailing = [comments[n] for n in range(node.lineno, node.end_lineno + 1) if n in comments]
-        text = " ".join(above + trailing)
-        if text:
-            out[node.target.id] = text
     return out
 
 
