@@ -89,8 +89,11 @@ def build_app(engine, pictures: list[str]):
                 chat[-1] = {"role": "assistant", "content": partial or "…"}
                 yield session, chat, show(session), "", "generating"
         except (ChatInputError, InputError) as e:
-            chat = chat[:-2]
-            yield session, chat, show(session), question, f"ready — {e}"
+            yield session, chat[:-2], show(session), question, f"ready — {e}"
+            return
+        except Exception as e:  # the UI must not hang on "generating"; the traceback goes to the server log
+            log.exception("chat: answering %r failed", question)
+            yield session, chat[:-2], show(session), question, f"ready — error: {type(e).__name__}: {e}"
             return
         chat[-1] = {"role": "assistant", "content": session.turns[-1].answer or "(empty answer)"}
         yield session, chat, show(session), "", "ready"
@@ -123,8 +126,9 @@ def build_app(engine, pictures: list[str]):
         upload.upload(add_picture, [upload, state, chat], picture_outputs)
         gallery.select(pick_demo, [state, chat], picture_outputs)
         outputs = [state, chat, memory, question, status]
-        send.click(ask, [question, state, chat], outputs)
-        question.submit(ask, [question, state, chat], outputs)
+        # one model, one answer at a time, whichever way the question was sent and from whichever browser
+        send.click(ask, [question, state, chat], outputs, concurrency_limit=1, concurrency_id="model")
+        question.submit(ask, [question, state, chat], outputs, concurrency_limit=1, concurrency_id="model")
         new.click(reset, None, picture_outputs)
     return app
 

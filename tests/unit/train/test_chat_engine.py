@@ -122,3 +122,15 @@ def test_a_missing_run_is_one_line_naming_make_demo(tmp_path, capsys):
         from services.train.chat import preflight
 
         preflight.check(load_config(ChatConfig, None, ["model=gemma", f"outputs_root={tmp_path}"]))
+
+
+def test_the_app_builds_over_the_engine(chat_world, engine):
+    import os
+
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from services.train.chat.app import build_app
+
+    app = build_app(engine, [str(picture_path(chat_world, 1))])
+    ids = {getattr(block, "elem_id", None) for block in app.blocks.values()}
+    assert {"chatbot", "question", "send", "status", "image-upload", "demo-gallery", "memory-panel", "reset"} <= ids
+    assert app.analytics_enabled is False
