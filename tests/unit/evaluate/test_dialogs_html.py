@@ -3,7 +3,6 @@ reminders of both kinds of run, nothing fetched from anywhere; a missing picture
 (tests/browser opens it in chromium: the pictures load and the filters work.)"""
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
@@ -16,22 +15,14 @@ from services.evaluate.config import BertScoreConfig, BootstrapConfig, EvaluateC
 from services.evaluate.evaluator import evaluate
 from shared.errors import InputError
 from shared.predictions import scores_to_ranks
-from tests.unit.evaluate.conftest import VAL_SAMPLE
 
 ROW = re.compile(r'<tr class="round" data-kind="(\w+)" data-error="(\w+)"><td>(\d+)</td>')
 
 
 @pytest.fixture
-def world(tmp_path, val_split, rows_for, write_jsonl):
+def world(tmp_path, val_split, rows_for, write_jsonl, val_with_kinds):
     """The real VisDial val sample with kinds (rounds 6-10 'memory'), a picture per image, and predictions."""
-    doc = json.loads(VAL_SAMPLE.read_text())
-    for d in doc["data"]["dialogs"]:
-        for k, r in enumerate(d["dialog"]):
-            r["kind"] = "memory" if k >= 5 else "current"
-            if k >= 5:
-                r["evidence_round"] = 1
-    data = tmp_path / "val_kinds.json"
-    data.write_text(json.dumps(doc))
+    data = val_with_kinds
     pictures = tmp_path / "pictures"
     pictures.mkdir()
     for d in val_split.dialogs:
