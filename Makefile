@@ -59,7 +59,7 @@ endif
 
 .PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-longconv data-visdial checkpoints-demo demo \
         extract extract-demo train-bridge finetune finetune-infer finetune-tiny gen-base gen-reason gen-eval infer evaluate pipeline ablation bench images \
-        test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster test-docker gpu-bundle gpu-check gpu-check-dry submit-extract submit-train render-sbatch compose-config clean
+        chat test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster test-browser test-docker gpu-bundle gpu-check gpu-check-dry submit-extract submit-train render-sbatch compose-config clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -114,6 +114,9 @@ infer: ## generate answers + rank the candidates with a trained bridge
 evaluate: ## score a predictions file (ARGS='predictions=... data=... out=...')
 	$(EVALUATE) --config $(or $(CONFIG),configs/evaluate/default.yaml) $(ARGS) $(EVALUATE_ARGS)
 
+chat: setup-train ## talk to the demo bridge in a browser at http://127.0.0.1:7860/ (after `make demo`; local venv only)
+	$(PY_TRAIN) -m services.train chat --config $(or $(CONFIG),configs/train/chat_demo.yaml) $(ARGS)
+
 demo: $(NEEDS_SETUP) data-demo ## the whole pipeline on the embedded default, end to end on CPU (RUNNER=docker: in the images)
 	bash docker/demo.sh
 
@@ -141,7 +144,7 @@ submit-train: setup-train ## checkpointable Slurm training job, requeued with re
 render-sbatch: setup-train ## plain sbatch scripts of the same jobs, for clusters without submitit (CLUSTER=..., SBATCH_OUT=slurm)
 	$(PY_TRAIN) -m services.cluster render --config $(or $(CLUSTER),configs/cluster/imagebind_val_gpu.yaml) out=$(or $(SBATCH_OUT),slurm) $(ARGS)
 
-test: setup test-unit test-e2e test-gpu test-cluster ## all test layers
+test: setup test-unit test-e2e test-gpu test-cluster test-browser ## all test layers
 
 # Unit tests by environment: each runs in the venv of the code it tests.
 UNIT_EVALUATE := tests/unit/shared tests/unit/data tests/unit/evaluate tests/unit/orchestration
@@ -171,6 +174,9 @@ test-gpu:
 
 test-cluster:
 	$(PY_TRAIN) -m pytest -q tests/cluster
+
+test-browser: ## the chat app and dialogs.html in a real headless chromium (Debian chromium + chromium-driver)
+	$(PY_TRAIN) -m pytest -q tests/browser
 
 test-docker: setup ## real images and containers: starts its own dockerd (root), builds the 3 images, runs the demo in them
 	$(PY_EVAL) -m pytest -q tests/docker

@@ -14,7 +14,7 @@ import numpy as np
 
 from services.evaluate.ranking import OptionRankings
 from shared.predictions import PredictionError, read_predictions, scores_to_ranks
-from shared.reminder import strip_blocks
+from shared.reminder import parse_reminder, render_line, strip_blocks
 from shared.visdial import VisDialSplit
 
 UNMARKED = "unmarked"  # kind label of rounds the data does not mark as "current" / "memory"
@@ -34,6 +34,9 @@ class Aligned:
     rankings: OptionRankings | None  # None when no row carries scores or ranks
     counts: dict[str, int] = field(default_factory=dict)
     config_hashes: list[str] = field(default_factory=list)
+    # per row, the reminder lines used: the row's `reminders` (the prompt's, from a bridge) or the <reminder> the
+    # model wrote in `raw` (a fine-tuned Gemma); dialogs.html shows them
+    reminders: list[list[str]] = field(default_factory=list)
 
     @property
     def ranked(self) -> np.ndarray:
@@ -65,6 +68,7 @@ def align(predictions: str | Path, split: VisDialSplit, expect_rounds: str = "al
     has_scores, has_ranks = np.zeros(n, bool), np.zeros(n, bool)
     answers: list[str] = []
     references: list[str | None] = []
+    reminders: list[list[str]] = []
     counts = dict.fromkeys(["raw_with_blocks", "answers_with_blocks", "empty_answers"], 0)
     for i, row in enumerate(rows):
         img, rid = int(row["image_id"]), int(row["round_id"])
@@ -96,6 +100,8 @@ def align(predictions: str | Path, split: VisDialSplit, expect_rounds: str = "al
         counts["empty_answers"] += answer == ""
         answers.append(answer)
         references.append(rnd.answer)
+        reminders.append(list(row["reminders"]) if "reminders" in row
+                         else [render_line(item) for item in parse_reminder(row.get("raw", ""))])
     _check_coverage(path, split, image_id, round_id, expect_rounds)
     _check_scores_agree_with_ranks(path, scores, ranks, has_scores & has_ranks)
     rankings = OptionRankings(scores, ranks, has_scores, has_ranks) if (has_scores | has_ranks).any() else None
@@ -103,7 +109,8 @@ def align(predictions: str | Path, split: VisDialSplit, expect_rounds: str = "al
     counts["predictions"] = n
     counts["dialogs"] = len(set(image_id.tolist()))
     hashes = sorted({r["config_hash"] for r in rows if "config_hash" in r})
-    return Aligned(line, image_id, round_id, kind.astype(str), answers, references, gt_index, rankings, counts, hashes)
+    return Aligned(line, image_id, round_id, kind.astype(str), answers, references, gt_index, rankings, counts, hashes,
+                   reminders)
 
 
 def _check_coverage(path: Path, split: VisDialSplit, image_id: np.ndarray, round_id: np.ndarray, expect: str) -> None:

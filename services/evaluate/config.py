@@ -72,6 +72,8 @@ class EvaluateConfig:
     text: TextConfig = field(default_factory=TextConfig)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
     plots: bool = True
+    dialogs_html: bool = True  # write dialogs.html beside report.md: every dialog, its pictures, filters
+    images: str | None = None  # the split's picture folder (shared.images.ImageIndex) for dialogs.html; null = none
 
 
 @dataclass

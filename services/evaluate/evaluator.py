@@ -14,6 +14,7 @@ from services.evaluate.aggregate import ItemMetric, bootstrap_intervals, group_v
 from services.evaluate.align import Aligned, align
 from services.evaluate.compare import run_name
 from services.evaluate.config import EvaluateConfig
+from services.evaluate.dialogs_html import FILE_NAME as DIALOGS_HTML, check_images, write_dialogs_html
 from services.evaluate.ranking import TIE_RULE, ndcg_from_ranks, retrieval_item_values
 from services.evaluate.report import METRIC_LABELS, REPORT_FORMAT, render_markdown, write_json, write_text
 from shared.config import ConfigError, config_hash, save_config
@@ -173,6 +174,8 @@ def evaluate(cfg: EvaluateConfig) -> dict:
     start = time.perf_counter()
     split = load_visdial(cfg.data)
     aligned = align(cfg.predictions, split, cfg.expect_rounds)
+    # pictures are checked before any metric runs: a wrong folder must not cost a whole evaluation
+    pictures = check_images(cfg.images, split) if cfg.dialogs_html and cfg.images else None
     notes: list[str] = []
     methods: dict = {}
     board = Scoreboard(cfg, aligned.has_kinds)
@@ -210,6 +213,9 @@ def evaluate(cfg: EvaluateConfig) -> dict:
         from services.evaluate.plots import plot_per_kind, plot_per_round
 
         report["plots"] = plot_per_round(report, out) + plot_per_kind(report, out)
+    if cfg.dialogs_html:
+        write_dialogs_html(split, aligned, out, pictures, f"Dialogs of {report['run']}")
+        report["dialogs_html"] = DIALOGS_HTML
     report["seconds"] = round(time.perf_counter() - start, 2)
     write_json(out / "report.json", report)
     write_text(out / "report.md", render_markdown(report))
@@ -222,4 +228,5 @@ def run(cfg: EvaluateConfig) -> None:
     out = cfg.out_dir
     log.info("report: %s/report.md (%s s)", out, report["seconds"])
     headline = (out / "report.md").read_text().split("\n## Counts")[0]
-    print(f"{headline}\nfull report: {out}/report.md (+ report.json, plots)")
+    extra = f", {DIALOGS_HTML}" if report.get("dialogs_html") else ""
+    print(f"{headline}\nfull report: {out}/report.md (+ report.json, plots{extra})")

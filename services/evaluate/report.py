@@ -87,6 +87,10 @@ def render_markdown(report: dict) -> str:
         if isinstance(how, dict):
             how = "; ".join(f"{k}={v}" for k, v in how.items())
         out.append(f"- **{name}**: {how}")
+    if report.get("dialogs_html"):
+        out += ["", "## Dialogs", "",
+                f"Every dialog with its pictures, predictions, ranks and reminders, filterable by question kind and "
+                f"errors: [{report['dialogs_html']}]({report['dialogs_html']})"]
     if report.get("plots"):
         out += ["", "## Plots", "", *[f"![{p}]({p})" for p in report["plots"]]]
     return "\n".join(out) + "\n"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from services.train.bridge.config import BridgeTrainConfig, InferConfig
+from services.train.chat.config import ChatConfig
 from services.train.finetune.config import FinetuneConfig, FinetuneInferConfig, TinyGemmaConfig
 from services.train.weights import PrepareWeightsConfig
 from shared.cli import Verb
@@ -20,6 +21,8 @@ VERBS = {
                            "answers of a fine-tuned Gemma-3 adapter: one image + conversation, or a whole split"),
     "prepare-weights": Verb(PrepareWeightsConfig, "services.train.weights:prepare",
                             "convert packaged GGUF models once into safetensors folders under checkpoints/"),
+    "chat": Verb(ChatConfig, "services.train.chat.app:serve",
+                 "a chat in the browser (Gradio, 127.0.0.1 only) with a bridge run or a Gemma-3 adapter, memory shown"),
     "tiny-gemma": Verb(TinyGemmaConfig, "services.train.finetune.tiny:build",
                        "write a tiny random-weight Gemma-3 folder (CPU runs and tests of the fine-tuning path)"),
 }

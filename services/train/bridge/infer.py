@@ -17,7 +17,7 @@ import torch
 
 from shared.config import ConfigError, from_dict, save_config, to_dict
 from shared.predictions import PredictionWriter, scores_to_ranks
-from shared.reminder import strip_blocks
+from shared.reminder import parse_reminder, render_line, strip_blocks
 from shared.runlog import Progress
 from shared.settings import location_keys, refuse_old_layout
 
@@ -116,6 +116,8 @@ def predict(bridge, llm, tokenizer, builder: PromptBuilder, options: OptionToken
     for i, ((image_id, round_id), ids) in enumerate(zip(batch.keys, generated)):
         raw = tokenizer.decode(ids, skip_special_tokens=True)
         row = {"image_id": image_id, "round_id": round_id, "answer": strip_blocks(raw)[0], "raw": raw}
+        if builder.reminder != "none":  # the reminder lines this round's prompt held (the evaluator shows them)
+            row["reminders"] = [render_line(item) for item in parse_reminder(tokenizer.decode(batch.prompts[i]))]
         if scores is not None:
             row["scores"] = scores[i]
             row["ranks"] = scores_to_ranks(np.asarray(scores[i])).tolist()

@@ -44,6 +44,9 @@ class Bridge(nn.Module):
         self.qformer, self.query_tokens, self.qformer_report = build_qformer(
             cfg.qformer, cfg.dim, cfg.query_memory_bank and cfg.memory_bank_length > 0)
         self.llm_proj = nn.Linear(self.qformer.config.hidden_size, llm_dim)
+        # the chat's memory panel sets this to keep the banks the open turn attended to (`recorded_banks`)
+        self.record_banks = False
+        self.recorded_banks: dict[str, list[torch.Tensor]] | None = None
         if llm_embed_std is not None:  # start the soft tokens at the scale of the LLM's own token embeddings
             nn.init.normal_(self.llm_proj.weight, std=llm_embed_std / self.qformer.config.hidden_size ** 0.5)
             nn.init.zeros_(self.llm_proj.bias)
@@ -100,6 +103,7 @@ class Bridge(nn.Module):
         length = self.cfg.memory_bank_length
         current_mask = torch.ones(batch, per_turn, dtype=torch.bool, device=tokens.device)
         if length == 0:  # memory off: the Q-Former sees only the open turn
+            self.recorded_banks = None
             return self.llm_proj(self._run_qformer(tokens[:, -1], current_mask))
 
         active = (turn > 0).long()
@@ -118,6 +122,9 @@ class Bridge(nn.Module):
                 mask = torch.cat([sizes.flatten(1, 2) > 0, current_mask], dim=1)
                 output = self._run_qformer(states, mask)
             if last:
+                if self.record_banks:
+                    self.recorded_banks = {"visual": [bank.detach(), sizes.detach()],
+                                           "query_sizes": [q_sizes.detach() for _, q_sizes in query_banks]}
                 break
             for i, module in enumerate(attentions):
                 q_bank, q_sizes = query_banks[i]

@@ -8,6 +8,7 @@ new tokens: the prompt is never decoded as the answer.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -93,8 +94,10 @@ def score_options(llm, prefix: Prefix, options: list[list[list[int]]], rows_per_
 
 
 @torch.no_grad()
-def greedy(llm, prefix: Prefix, max_new_tokens: int, eos_id: int) -> list[list[int]]:
-    """Greedy continuation of every prefix (new tokens only, without the end token)."""
+def greedy(llm, prefix: Prefix, max_new_tokens: int, eos_id: int,
+           on_step: Callable[[list[list[int]]], None] | None = None) -> list[list[int]]:
+    """Greedy continuation of every prefix (new tokens only, without the end token); `on_step` sees the tokens so
+    far after every step (the chat streams the answer from it)."""
     decoder, head = decoder_and_head(llm)
     embed = llm.get_input_embeddings()
     batch = prefix.mask.shape[0]
@@ -108,6 +111,8 @@ def greedy(llm, prefix: Prefix, max_new_tokens: int, eos_id: int) -> list[list[i
         finished |= token == eos_id
         for b in torch.nonzero(~finished).flatten().tolist():
             out[b].append(int(token[b]))
+        if on_step is not None:
+            on_step(out)
         if bool(finished.all()) or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)], dim=1)

@@ -67,8 +67,9 @@ class Predictor:
                     and i != self.tokenizer.unk_token_id]
         self.identity = {"base": str(base), "adapter": str(self.adapter_dir), "train": to_dict(self.train_cfg)}
 
-    def generate(self, records: list[FinetuneRecord], max_new_tokens: int) -> list[str]:
-        """Greedy continuations of the prompts: the new tokens only, special tokens removed."""
+    def generate(self, records: list[FinetuneRecord], max_new_tokens: int, streamer=None) -> list[str]:
+        """Greedy continuations of the prompts: the new tokens only, special tokens removed. `streamer` (one record):
+        a transformers streamer that receives the tokens as they come (the chat's streamed answer)."""
         import torch
 
         from services.train.finetune.collate import load_image, prompt_text
@@ -79,7 +80,8 @@ class Predictor:
                                 return_tensors="pt", add_special_tokens=False).to(self.device)
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                      eos_token_id=self.eos, pad_token_id=self.tokenizer.pad_token_id)
+                                      eos_token_id=self.eos, pad_token_id=self.tokenizer.pad_token_id,
+                                      streamer=streamer)
         new_tokens = out[:, inputs["input_ids"].shape[1]:]  # never decode the prompt back as the answer
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 

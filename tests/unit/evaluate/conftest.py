@@ -42,6 +42,20 @@ def test_split():
     return load_visdial(TEST_SAMPLE)
 
 
+@pytest.fixture
+def val_with_kinds(tmp_path) -> Path:
+    """The val sample with question kinds: rounds 1-5 "current", 6-10 "memory" (evidence in round 1)."""
+    doc = json.loads(VAL_SAMPLE.read_text())
+    for d in doc["data"]["dialogs"]:
+        for k, r in enumerate(d["dialog"]):
+            r["kind"] = "memory" if k >= 5 else "current"
+            if k >= 5:
+                r["evidence_round"] = 1
+    data = tmp_path / "val_kinds.json"
+    data.write_text(json.dumps(doc))
+    return data
+
+
 @pytest.fixture(scope="session")
 def write_jsonl():
     return _write_jsonl

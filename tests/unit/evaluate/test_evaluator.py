@@ -87,15 +87,8 @@ def test_ground_truth_text_only(tmp_path, rows_for, write_jsonl):
     assert json.loads((out / "report.json").read_text())["per_round"]["text"]["10"]["n"] == 10
 
 
-def test_per_kind_breakdown(tmp_path, val_split, rows_for, write_jsonl):
-    doc = json.loads(VAL_SAMPLE.read_text())
-    for d in doc["data"]["dialogs"]:
-        for k, r in enumerate(d["dialog"]):
-            r["kind"] = "memory" if k >= 5 else "current"
-            if k >= 5:
-                r["evidence_round"] = 1
-    data = tmp_path / "val_kinds.json"
-    data.write_text(json.dumps(doc))
+def test_per_kind_breakdown(tmp_path, val_split, rows_for, write_jsonl, val_with_kinds):
+    data = val_with_kinds
     preds = write_jsonl(tmp_path / "p.jsonl", rows_for(val_split, scores="oracle"))
     report = evaluate(_cfg(tmp_path, preds, data=data))
     assert report["per_kind"]["ranking"]["memory"] == pytest.approx(

