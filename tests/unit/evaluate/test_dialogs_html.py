@@ -78,5 +78,5 @@ def test_without_pictures_or_without_the_page(tmp_path, world):
     html = Path(tmp_path / "run" / "eval" / "dialogs.html").read_text()
     assert "<img" not in html and "not shown (images=null)" in html and len(ROW.findall(html)) == 500
     (tmp_path / "run" / "eval" / "dialogs.html").unlink()
-    report = evaluate(_cfg(tmp_path, world, images=str(world["pictures"]), dialogs_html=False))
+    report = evaluate(_cfg(tmp_path, world, images=str(world["pictures"]), dialogs_html=False, overwrite=True))
     assert not (tmp_path / "run" / "eval" / "dialogs.html").exists() and "dialogs_html" not in report

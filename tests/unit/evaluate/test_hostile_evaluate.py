@@ -25,8 +25,8 @@ def preds(tmp_path, val_split, rows_for, write_jsonl) -> Path:
 
 
 def base(preds: Path, *extra: str) -> list[str]:
-    return ["--config", CFG, f"predictions={preds}", f"data={VAL_SAMPLE}", "dense=null", "bertscore.enabled=false",
-            "bootstrap.samples=20", "plots=false", *extra]
+    return ["--config", CFG, f"predictions={preds}", f"data={VAL_SAMPLE}", "dense=null", "images=null",
+            "bertscore.enabled=false", "bootstrap.samples=20", "plots=false", *extra]
 
 
 # --- the command line and the config loader -------------------------------------------------------------------
