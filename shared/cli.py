@@ -213,12 +213,12 @@ def _run_cli(svc: str, verbs: dict[str, Verb], argv: list[str], default: str | N
     renamed = renamed or {}
     prog = f"{svc}"
     try:
+        if argv[:1] in (["-h"], ["--help"]):  # the service's verbs (a default verb's keys: `<verb> --help`)
+            print(_usage(svc, verbs, default))
+            return 0
         verb_name = argv[0] if argv and not argv[0].startswith("-") and "=" not in argv[0] else default
         rest = argv[1:] if argv and verb_name == argv[0] else argv
         if verb_name is None or (not argv and default is None):
-            if argv and argv[0] in ("-h", "--help"):
-                print(_usage(svc, verbs, default))
-                return 0
             print(_usage(svc, verbs, default), file=sys.stderr)
             return 2
         if verb_name in renamed:
