@@ -133,7 +133,7 @@ demo: $(NEEDS_SETUP) data-demo ## the whole pipeline on the embedded default, en
 
 pipeline: demo
 
-ablation: ## demo bridge with/without reminders and each score component alone, compared by the evaluator
+ablation: ## demo bridge without, with and with gated reminders, each score component alone (VARIANTS, SEEDS, ABLATION_STEPS), compared
 	bash docker/ablation.sh
 
 bench: setup ## every benchmark in bench/ (builds the demo data, weights and shards first), figures to docs/BENCHMARKS.md

@@ -1,7 +1,8 @@
 """`predictions.jsonl` (docs/CONTRACTS.md): one line per (image_id, round_id), written resumably, read strictly.
 
 Line: {"image_id": int, "round_id": int >= 1, "answer": str, "raw": str, "scores": [float]*N (optional, higher is
-better), "ranks": [int]*N (optional, a permutation of 1..N, 1 = best), "config_hash": str}. An empty `answer` is
+better), "ranks": [int]*N (optional, a permutation of 1..N, 1 = best), "config_hash": str, "gate": bool (optional:
+whether the reminder gate let this round's reminder in)}. An empty `answer` is
 allowed (the evaluator counts it as a miss); anything else malformed raises PredictionError naming file:line.
 """
 from __future__ import annotations
@@ -61,6 +62,8 @@ def check_row(row: Mapping[str, Any], num_options: int | None = None) -> str | N
     for key in ("raw", "config_hash"):
         if key in row and not isinstance(row[key], str):
             return f"{key} must be a string, got {row[key]!r}"
+    if "gate" in row and not isinstance(row["gate"], bool):  # the reminder gate fired (prompt.reminder=gated)
+        return f"gate must be true or false, got {row['gate']!r}"
     lengths = {}
     if "scores" in row:
         scores = row["scores"]
