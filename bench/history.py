@@ -36,8 +36,8 @@ TUNING_DIALOGS = [214573, 137772, 117081, 99643, 240413, 59107, 249833, 258193, 
 MODELS = {"smollm2": ("configs/train/rank_text_visdial.yaml", SMOLLM, "checkpoints-demo"),
           "gemma3": ("configs/train/rank_text_visdial_gemma3.yaml", ROOT / "checkpoints/gemma-3-270m",
                      "checkpoints-gemma3")}
-BENCH_CONDITIONS = ["none", "caption", "full", "reminder"]
-ALL_CONDITIONS = ["none", "caption", "full", "window", "reminder"]
+BENCH_CONDITIONS = ["none", "caption", "full", "reminder", "gated"]
+ALL_CONDITIONS = ["none", "caption", "full", "window", "reminder", "gated"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
@@ -120,7 +120,7 @@ def main() -> int:
               f"{r['times']['evaluate_s']:.0f} s; load average {os.getloadavg()[0]:.1f}")
     print(f"total {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores, {args.threads} torch thread(s)")
     first = results[args.models[0]]["data"]["conditions"]
-    figures = {f"history_mrr_{c}": first[c]["headline"]["mrr"]["value"] for c in conditions if c in first}
+    figures = {f"history_mrr_{c}": first[c]["headline"]["mrr"]["value"] for c in BENCH_CONDITIONS if c in first}
     if {"full", "reminder"} <= set(first):
         figures |= {"history_r1_full": first["full"]["headline"]["r@1"]["value"],
                     "history_r1_reminder": first["reminder"]["headline"]["r@1"]["value"],

@@ -14,7 +14,7 @@ from tests.demo_artifacts import smollm2
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = ["history_mrr_none", "history_mrr_caption", "history_mrr_full", "history_mrr_reminder",
-           "history_r1_full", "history_r1_reminder", "history_context_ratio"]
+           "history_mrr_gated", "history_r1_full", "history_r1_reminder", "history_context_ratio"]
 
 pytestmark = pytest.mark.slow
 
@@ -34,5 +34,5 @@ def test_history_smoke(tmp_path):
     assert "caption stands in for its picture" in (run / "history.md").read_text()
     assert "reminder - full, mrr" in (run / "history.md").read_text()
     assert (run / "compare" / "compare.md").is_file() and (run / "per_round.png").stat().st_size > 10_000
-    for condition in ("none", "caption", "full", "reminder"):
+    for condition in ("none", "caption", "full", "reminder", "gated"):
         assert (run / condition / "eval" / "report.json").is_file()

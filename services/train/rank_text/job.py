@@ -32,7 +32,7 @@ from services.train.bridge.config import LLMSettings
 from services.train.bridge.llm import load_llm
 from services.train.bridge.scoring import encode_prefix, score_options
 from services.train.rank_text.config import CONDITION_HELP, RankTextConfig
-from services.train.rank_text.prompts import dialog_reminders, option_ids, prompt_text
+from services.train.rank_text.prompts import dialog_reminders, gated_reminders, option_ids, prompt_text
 
 log = logging.getLogger("services.train.rank_text")
 TEXT_ONLY = "Text only: each dialog's caption stands in for its picture (the LM never sees an image)."
@@ -83,7 +83,8 @@ def rounds_of(cfg: RankTextConfig, dialog: Dialog) -> list:
 def condition_hash(cfg: RankTextConfig, condition: str) -> str:
     """What decides one condition's scores: the model, the options' form, the data and that condition's settings."""
     prompt = to_dict(cfg.prompt)
-    relevant = {"window": ["window"], "reminder": ["reminder_k", "reminder_order", "memory"]}.get(condition, [])
+    retrieval = ["reminder_k", "reminder_order", "memory"]
+    relevant = {"window": ["window"], "reminder": retrieval, "gated": retrieval + ["gate"]}.get(condition, [])
     identity = {"condition": condition, "lm": {k: v for k, v in to_dict(cfg.lm).items() if k != "rows_per_forward"},
                 "dialogs": cfg.data.dialogs, "prompt": {k: prompt[k] for k in relevant}}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
@@ -139,7 +140,8 @@ def rank_condition(cfg: RankTextConfig, condition: str, dialogs: list[Dialog], s
         log.info("%s: %d rounds to rank (%d already done)", out, todo, len(done))
         with Progress(todo, f"rank-text {condition}") as progress:
             for dialog in dialogs:
-                reminders = dialog_reminders(dialog, cfg.prompt) if condition == "reminder" else None
+                reminders = {"reminder": dialog_reminders, "gated": gated_reminders}.get(
+                    condition, lambda *_: None)(dialog, cfg.prompt)
                 rows = []
                 for rnd in rounds_of(cfg, dialog):
                     text = prompt_text(dialog, rnd.round_id, condition, cfg.prompt, reminders)
@@ -150,8 +152,11 @@ def rank_condition(cfg: RankTextConfig, condition: str, dialogs: list[Dialog], s
                         continue
                     scores = scorer(ids, rnd.options)
                     best = max(range(len(scores)), key=scores.__getitem__)
-                    rows.append({"image_id": dialog.image_id, "round_id": rnd.round_id, "answer": rnd.options[best],
-                                 "scores": scores, "ranks": scores_to_ranks(scores).tolist()})
+                    row = {"image_id": dialog.image_id, "round_id": rnd.round_id, "answer": rnd.options[best],
+                           "scores": scores, "ranks": scores_to_ranks(scores).tolist()}
+                    if condition == "gated":  # whether the gate let the reminder in (docs/CONTRACTS.md)
+                        row["gate"] = bool(reminders.get(rnd.round_id))
+                    rows.append(row)
                 writer.write(rows)  # a dialog at a time: an interruption loses at most one dialog's rounds
                 scored += len(rows)
                 progress.update(len(rows))
@@ -160,7 +165,7 @@ def rank_condition(cfg: RankTextConfig, condition: str, dialogs: list[Dialog], s
     return {"description": CONDITION_HELP[condition], "predictions": str(out), "rounds": len(every),
             "mean_prompt_tokens": sum(every) / len(every),
             "mean_prompt_tokens_by_round": {str(k): sum(v) / len(v) for k, v in sorted(tokens.items())},
-            "rounds_with_reminder": reminder_rounds if condition == "reminder" else None,
+            "rounds_with_reminder": reminder_rounds if condition in ("reminder", "gated") else None,
             "rounds_written_now": scored, "rounds_computed_now": computed,  # the rest reused an identical prompt
             "seconds_per_round_now": seconds / computed if computed else None,
             "config_hash": condition_hash(cfg, condition)}

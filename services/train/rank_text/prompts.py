@@ -6,8 +6,8 @@ best (chat-template prompts scored lower in docs/HISTORY.md's check):
     Caption: <caption>            (every condition but `none`: the caption stands in for the picture)
     Q: <earlier question>         (full: every earlier turn; window: the last k)
     A: <earlier answer>
-    <reminder>                    (reminder: the top-k earlier turns retrieved by shared.memory, [turn n] lines)
-    [turn 2] Q: ... A: ...
+    <reminder>                    (reminder: the top-k earlier turns retrieved by shared.memory, [turn n] lines;
+    [turn 2] Q: ... A: ...         gated: only where the gate says the question needs the past)
     </reminder>
     Q: <open question>
     A:
@@ -17,7 +17,7 @@ open round's answer is never in its prompt; retrieval for round t only ever saw 
 """
 from __future__ import annotations
 
-from shared.memory import MemoryConfig, Retrieved, replay_dialog
+from shared.memory import Retrieved, dialog_gates, replay_dialog
 from shared.reminder import render_reminder
 from shared.visdial import Dialog
 
@@ -30,12 +30,20 @@ def _clean(text: str) -> str:
 
 def dialog_reminders(dialog: Dialog, settings: RankPromptSettings) -> dict[int, list[Retrieved]]:
     """round_id -> the memories retrieved for that round (a live replay of the dialog; [] for round 1)."""
-    return replay_dialog(dialog, settings.memory if settings.memory else MemoryConfig(), settings.reminder_k)
+    return replay_dialog(dialog, settings.memory, settings.reminder_k)
+
+
+def gated_reminders(dialog: Dialog, settings: RankPromptSettings) -> dict[int, list[Retrieved]]:
+    """As dialog_reminders, with [] wherever the gate says the question does not need the past."""
+    retrieved = dialog_reminders(dialog, settings)
+    reasons = dialog_gates(dialog, retrieved, settings.gate)
+    return {r: items if reasons.get(r) is not None else [] for r, items in retrieved.items()}
 
 
 def prompt_text(dialog: Dialog, round_id: int, condition: str, settings: RankPromptSettings,
                 reminders: dict[int, list[Retrieved]] | None = None) -> str:
-    """The text of round `round_id`'s prompt (1-based) under `condition`, ending with "Q: <question>\\nA:"."""
+    """The text of round `round_id`'s prompt (1-based) under `condition`, ending with "Q: <question>\\nA:".
+    `reminders`: dialog_reminders (reminder) or gated_reminders (gated) of the dialog."""
     rounds = dialog.rounds[:round_id]
     lines: list[str] = []
     if condition != "none":
@@ -45,7 +53,7 @@ def prompt_text(dialog: Dialog, round_id: int, condition: str, settings: RankPro
         lines += earlier
     elif condition == "window":
         lines += earlier[len(earlier) - settings.window:] if len(earlier) > settings.window else earlier
-    elif condition == "reminder":
+    elif condition in ("reminder", "gated"):
         if reminders is None:
             raise ValueError("the reminder condition needs the dialog's retrieved memories (dialog_reminders)")
         items = list(reminders.get(round_id, []))

@@ -6,7 +6,7 @@ import pytest
 
 from services.train.__main__ import main as train_cli
 from services.train.rank_text.config import RankPromptSettings
-from services.train.rank_text.prompts import dialog_reminders, option_ids, prompt_text
+from services.train.rank_text.prompts import dialog_reminders, gated_reminders, option_ids, prompt_text
 from shared.dialog_text import render_conversation
 from shared.predictions import read_predictions
 from shared.visdial import Dialog, Round, load_visdial
@@ -53,6 +53,21 @@ def test_reminders_hold_only_earlier_turns(order):
         assert turns == [m.turn for m in reminders[5]]
 
 
+def test_gated_shows_the_reminder_only_where_the_gate_fires():
+    base = dialog()
+    rounds = list(base.rounds)
+    rounds[3] = Round(4, "is he catching the frisbee", "answer4", ("x", "y"), 0, 7)  # a pronoun points back
+    d, settings = Dialog(7, base.caption, tuple(rounds)), RankPromptSettings(reminder_k=2)
+    gated, retrieved = gated_reminders(d, settings), dialog_reminders(d, settings)
+    assert [r for r, items in gated.items() if items] == [4]
+    assert prompt_text(d, 4, "gated", settings, gated) == prompt_text(d, 4, "reminder", settings, retrieved)
+    assert "<reminder>" in prompt_text(d, 4, "gated", settings, gated)
+    for r in (1, 2, 3, 5):
+        assert prompt_text(d, r, "gated", settings, gated) == prompt_text(d, r, "caption", settings)
+    settings.gate.pronouns = False  # the explicit-reference rules alone: nothing here refers back
+    assert not any(gated_reminders(d, settings).values())
+
+
 @pytest.fixture(scope="module")
 def sample_llm(tmp_path_factory):
     """A tiny random Llama whose BPE is trained on the real sample's text (prompts stay within its positions)."""
@@ -78,7 +93,7 @@ def test_options_end_with_the_chosen_marker(toy):
 def rank(tmp_path, llm, *extra) -> int:
     return train_cli(["rank-text", "--config", "configs/train/rank_text_visdial.yaml", f"lm.path={llm}",
                       f"outputs_root={tmp_path}", "run=r", "device=cpu", "num_threads=1", "data.image_ids=[284024,88394]",
-                      "prompt.conditions=[none,caption,full,window,reminder]", *extra])
+                      "prompt.conditions=[none,caption,full,window,reminder,gated]", *extra])
 
 
 @pytest.mark.slow
@@ -99,6 +114,9 @@ def test_job_writes_every_condition_and_resumes(tmp_path, sample_llm, capsys):
     assert c["none"]["mean_prompt_tokens"] < c["caption"]["mean_prompt_tokens"] < c["window"]["mean_prompt_tokens"] \
         < c["full"]["mean_prompt_tokens"]
     assert c["reminder"]["rounds_with_reminder"] == 18  # every round but the first of each dialog
+    gates = [r["gate"] for r in read_predictions(run / "gated" / "predictions.jsonl")]
+    assert 0 < sum(gates) == c["gated"]["rounds_with_reminder"] < 18
+    assert c["gated"]["rounds_computed_now"] == 0  # each gated prompt is a reminder or a caption prompt: reused
     # round 1 is the same prompt under caption/full/window/reminder: scored once, reused exactly
     assert c["full"]["rounds_computed_now"] == 18 and c["window"]["rounds_computed_now"] == 12
     assert "caption stands in for its picture" in (run / "summary.md").read_text()
