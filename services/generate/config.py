@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from shared.config import ConfigError, config_hash
-from shared.memory import MemoryConfig
+from shared.memory import GateConfig, MemoryConfig
 from shared.settings import DialogSelection, RunSettings, location_keys
 
 
@@ -58,6 +58,10 @@ class RetrievalConfig:
     enabled: bool = False  # give the LLM the top-k retrieved memories as a <reminder> block in the prompt
     k: int = 3
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    # true: the block only in rounds whose question needs the past (shared.memory.memory_needed with `gate`),
+    # {reminder} is "" elsewhere (docs/RETRIEVAL.md, "The reminder gate")
+    gated: bool = False
+    gate: GateConfig = field(default_factory=GateConfig)
     # e.g. embeddings/cpu_default/{split} ({split}: the split the data file declares): cosine relevance;
     # null = lexical relevance
     embeddings: str | None = None

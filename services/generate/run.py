@@ -23,7 +23,7 @@ from services.generate.jsonl import JsonlLog
 from services.generate.prompts import build_prompt
 from services.generate.schema import check_reason_response, check_record, clean_answer, record_id
 from shared.config import save_config
-from shared.memory import IdfTable, replay_dialog
+from shared.memory import IdfTable, dialog_gates, replay_dialog
 from shared.predictions import PredictionWriter
 from shared.visdial import load_visdial
 
@@ -129,6 +129,9 @@ def run(verb: str, cfg: GenerateConfig, backend: Any = None) -> Summary:
             if retrieval.enabled:
                 q_emb, a_emb = embeddings.get(dialog.image_id) if embeddings else (None, None)
                 memories = replay_dialog(dialog, retrieval.memory, retrieval.k, idf, q_emb, a_emb)
+                if retrieval.gated:  # a round the gate turns down gets no block at all ({reminder} = "")
+                    gates = dialog_gates(dialog, memories, retrieval.gate)
+                    memories = {rid: found if gates.get(rid) else None for rid, found in memories.items()}
             for rnd in todo:
                 if cfg.max_records and summary.attempts >= cfg.max_records:
                     log.info("max_records=%d reached; rerun to continue", cfg.max_records)

@@ -1,4 +1,4 @@
-"""The train service's verbs: the MA-LMM bridge, Gemma-3 `<reminder>` fine-tuning and their input weights.
+"""The train service's verbs: the MA-LMM bridge, Gemma-3 `<reminder>` fine-tuning, text-only ranking, input weights.
 
 `python -m services.train <verb> --config FILE key=value ...` (shared/cli.py); `--help` lists them.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 from services.train.bridge.config import BridgeTrainConfig, InferConfig
 from services.train.chat.config import ChatConfig
 from services.train.finetune.config import FinetuneConfig, FinetuneInferConfig, TinyGemmaConfig
+from services.train.rank_text.config import RankTextConfig
 from services.train.weights import PrepareWeightsConfig
 from shared.cli import Verb
 
@@ -19,6 +20,8 @@ VERBS = {
                      "Gemma-3 <reminder> LoRA fine-tuning (unsloth on CUDA, peft elsewhere)"),
     "finetune-infer": Verb(FinetuneInferConfig, "services.train.finetune.infer:run",
                            "answers of a fine-tuned Gemma-3 adapter: one image + conversation, or a whole split"),
+    "rank-text": Verb(RankTextConfig, "services.train.rank_text.job:run",
+                      "rank VisDial candidates with a text-only LM under memory conditions (caption for the picture)"),
     "prepare-weights": Verb(PrepareWeightsConfig, "services.train.weights:prepare",
                             "convert packaged GGUF models once into safetensors folders under checkpoints/"),
     "chat": Verb(ChatConfig, "services.train.chat.app:serve",

@@ -88,8 +88,33 @@ class Memory:
 
 
 @dataclass
+class GateConfig:
+    """When a retrieved `<reminder>` is worth its tokens (`memory_needed`; docs/RETRIEVAL.md, "The reminder gate").
+
+    A reminder fires only when the question needs the past: it refers back explicitly (`refers_back`, `pronouns`) or
+    its best memory is relevant enough (`min_relevance`, a raw relevance calibrated on a TRAIN split with
+    `calibrate_min_relevance`, never on the split it is judged on). Both off = never fires.
+    """
+
+    # fire on explicit references: an earlier picture ("the first picture" while another is shown), an earlier turn
+    # ("your last answer", "turn 3"), a time or session ("two weeks ago", "last time") or words like earlier, again,
+    # previously, "you said"
+    refers_back: bool = True
+    # also fire on a third-person pronoun ("is he smiling?", "what color is it?"): VisDial's usual way of referring
+    # to what the dialog already named ("it" is not counted); off by default (16% of the bundled real VisDial val
+    # questions fire on it)
+    pronouns: bool = False
+    # fire when the best retrieved memory's raw relevance (`Retrieved.relevance`) reaches this; None = never on
+    # relevance alone
+    min_relevance: float | None = None
+
+
+@dataclass
 class Retrieved:
-    """A retrieved memory with its total score and normalised components; renders with shared.reminder."""
+    """A retrieved memory with its total score and normalised components; renders with shared.reminder.
+
+    `relevance` is the raw (not normalised) relevance, comparable across queries: the reminder gate thresholds it
+    (None when the relevance weight is 0 and relevance was not computed)."""
 
     index: int
     turn: int
@@ -100,6 +125,7 @@ class Retrieved:
     components: dict[str, float]
     speaker: str = ""
     time: float | None = None
+    relevance: float | None = None
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 `replay_turns` is the one path: for each turn that replies to something, retrieve with what it replies to (before
 the turn is stored, so a retrieval never contains its own answer), count the references, then store the turn.
-`replay_dialog` turns a VisDial dialog into such turns (each round: the answer, replying to the question). Usage:
+`replay_dialog` turns a VisDial dialog into such turns (each round: the answer, replying to the question);
+`dialog_gates` says which rounds' reminders the gate lets through (`_gate`). Usage:
 
     reminders = replay_dialog(dialog, MemoryConfig(), k=3); render_reminder(reminders[5])
 """
@@ -14,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from shared.dialog_text import picture_numbers, shown_image
-from shared.memory._config import MemoryConfig, Retrieved, Turn
+from shared.memory._config import GateConfig, MemoryConfig, Retrieved, Turn
+from shared.memory._gate import gate_reason
 from shared.memory._store import MemoryStore
 from shared.memory._text import IdfTable
 
@@ -99,3 +101,16 @@ def replay_dialog(dialog: Any, config: MemoryConfig, k: int, idf: IdfTable | Non
                              current_pictures=[numbers[shown_image(dialog, r)] for r in rounds], last_is_open=True,
                              before_retrieval=hook)
     return {rnd.round_id: memories for rnd, memories in zip(rounds, retrieved, strict=True)}
+
+
+def dialog_gates(dialog: Any, retrieved: Mapping[int, list[Retrieved]], gate: GateConfig | None = None
+                 ) -> dict[int, str | None]:
+    """The reminder gate of every round of `dialog` (round_id -> one of GATE_REASONS, or None: no reminder), from
+    `replay_dialog`'s retrieval; each round's picture number is the one shown at it. Usage:
+
+        retrieved = replay_dialog(dialog, MemoryConfig(), k=3); gates = dialog_gates(dialog, retrieved, GateConfig())
+    """
+    numbers = picture_numbers(dialog)
+    return {rnd.round_id: gate_reason(rnd.question, retrieved.get(rnd.round_id, []),
+                                      numbers[shown_image(dialog, rnd)], gate)
+            for rnd in dialog.rounds if rnd.round_id in retrieved}

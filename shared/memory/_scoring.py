@@ -165,13 +165,15 @@ class Scoring:
             self.last_access.view()[chosen] = now
         multi = len(self.pictures) > 1
         parts = {name: scores.component(name, best) for name in scores.raw}
+        raw_relevance = scores.raw.get("relevance")
         out = []
         for pos, (j, i) in enumerate(zip(best, chosen, strict=True)):
             picture, time = int(self.picture[i]), float(self.time[i])
             out.append(Retrieved(int(i), int(self.turn[i]), self.questions[i], self.answers[i],
                                  f"picture {picture}" if multi and picture else None, float(scores.total[j]),
                                  {name: float(v[pos]) for name, v in parts.items()},
-                                 self.speakers[int(self.speaker[i])], time if np.isfinite(time) else None))
+                                 self.speakers[int(self.speaker[i])], time if np.isfinite(time) else None,
+                                 None if raw_relevance is None else float(raw_relevance[j])))
         return out
 
     def _screen_applies(self, k: int, query_embedding: np.ndarray | None, candidates: np.ndarray | None) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from shared.config import ConfigError
-from shared.memory import MemoryConfig
+from shared.memory import GateConfig, MemoryConfig
 from shared.settings import (CheckpointSettings, DeviceSettings, DialogSelection, LoraSettings, OptimSettings,
                              RunSettings)
 
@@ -86,9 +86,12 @@ class PromptSettings:
     prefix: str = ""  # text between BOS and the soft tokens
     template: str = "Q: {question}\nA:"
     answer_prefix: str = " "  # text before the answer (targets and scored options alike)
-    reminder: Literal["none", "retrieved"] = "none"
+    # none; retrieved = a <reminder> of the top-k earlier rounds in every prompt; gated = only where `gate` says the
+    # question needs the past (shared.memory.memory_needed; docs/RETRIEVAL.md "The reminder gate")
+    reminder: Literal["none", "retrieved", "gated"] = "none"
     reminder_top_k: int = 3
     memory: MemoryConfig = field(default_factory=MemoryConfig)  # recency/frequency/saliency/relevance weights
+    gate: GateConfig = field(default_factory=GateConfig)  # when `gated` lets a reminder in
     max_prompt_tokens: int = 64  # longer prompts are cut from the left of the reminder, never the question
     max_answer_tokens: int = 16
     add_bos: bool = True
@@ -145,7 +148,8 @@ class InferConfig(DeviceSettings, RunSettings):
     out: str | None = None  # null = <outputs_root>/<run>/predictions.jsonl
     data: BridgeDataSettings = field(default_factory=lambda: BridgeDataSettings(
         dialogs="data/demo/val.json", embeddings="embeddings/cpu_default/val"))
-    reminder: Literal["train", "none", "retrieved"] = "train"  # "train" = as the bridge was trained
+    # "train" = as the bridge was trained; with gated, each row records whether the gate fired ("gate": true/false)
+    reminder: Literal["train", "none", "retrieved", "gated"] = "train"
     max_new_tokens: int = 8
     score_options: bool = True
     score_with_eos: bool = True  # an option's score includes the end-of-answer token

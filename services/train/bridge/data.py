@@ -3,7 +3,8 @@
 A sample is (dialog, round): the model sees the turns 1..round (their images and questions as embeddings) and the
 prompt text of that round; the target is the round's ground-truth answer. The prompt is an optional `<reminder>`
 block, retrieved from the EARLIER rounds' questions and answers (the dialog history VisDial gives), followed by the
-open question. The open round's answer is never part of any prompt.
+open question; with `reminder: gated` only in rounds whose question needs the past (shared.memory.memory_needed).
+The open round's answer is never part of any prompt.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.memory import replay_dialog
+from shared.memory import dialog_gates, replay_dialog
 from shared.reminder import render_reminder
 from shared.shards import ShardError, ShardSet
 from shared.visdial import Dialog, load_visdial
@@ -108,19 +109,30 @@ class PromptBuilder:
         # `bos` = every token before the soft tokens: BOS (if asked for) + the prefix text
         self.bos = [tokenizer.bos_token_id] if settings.add_bos and tokenizer.bos_token_id is not None else []
         self.bos += self._ids(settings.prefix) if settings.prefix else []
-        self._cache: dict[int, list[list[int]]] = {}
+        self._cache: dict[int, tuple[list[list[int]], list[bool | None]]] = {}
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def texts(self, dialog: Dialog) -> list[str]:
         """Prompt text of every round in order; reminders retrieved only from earlier rounds of this dialog."""
+        return self.texts_and_gates(dialog)[0]
+
+    def texts_and_gates(self, dialog: Dialog) -> tuple[list[str], list[bool | None]]:
+        """Prompt texts of every round, and per round whether the gate let the reminder in (None unless `gated`)."""
         question_part = [self.settings.template.format(question=" ".join(r.question.split())) for r in dialog.rounds]
         if self.reminder == "none":
-            return question_part
+            return question_part, [None] * len(question_part)
         # shared.memory._dialog replays the dialog: round t's store holds turns 1..t-1 only
         retrieved = replay_dialog(dialog, self.settings.memory, self.settings.reminder_top_k)
-        return [self._fit(retrieved.get(rnd.round_id, []), tail) for rnd, tail in zip(dialog.rounds, question_part)]
+        if self.reminder == "retrieved":
+            return [self._fit(retrieved.get(rnd.round_id, []), tail)
+                    for rnd, tail in zip(dialog.rounds, question_part)], [None] * len(question_part)
+        # gated: a round the gate turns down gets the plain question, as with `none` (no empty block either)
+        reasons = dialog_gates(dialog, retrieved, self.settings.gate)
+        gates: list[bool | None] = [reasons.get(rnd.round_id) is not None for rnd in dialog.rounds]
+        return [self._fit(retrieved[rnd.round_id], tail) if fire else tail
+                for rnd, tail, fire in zip(dialog.rounds, question_part, gates)], gates
 
     def _fit(self, items: list, tail: str) -> str:
         """Reminder + question within max_prompt_tokens: the lowest-ranked memories are dropped first."""
@@ -132,8 +144,16 @@ class PromptBuilder:
             items.pop()
 
     def prompts(self, dialog_index: int, dialog: Dialog) -> list[list[int]]:
+        return self._cached(dialog_index, dialog)[0]
+
+    def gates(self, dialog_index: int, dialog: Dialog) -> list[bool | None]:
+        """Per round: whether the gate fired (None unless the reminder is `gated`)."""
+        return self._cached(dialog_index, dialog)[1]
+
+    def _cached(self, dialog_index: int, dialog: Dialog) -> tuple[list[list[int]], list[bool | None]]:
         if dialog_index not in self._cache:
-            self._cache[dialog_index] = [self._ids(t) for t in self.texts(dialog)]
+            texts, gates = self.texts_and_gates(dialog)
+            self._cache[dialog_index] = ([self._ids(t) for t in texts], gates)
         return self._cache[dialog_index]
 
     def answer(self, text: str, truncate: bool = True) -> list[int]:

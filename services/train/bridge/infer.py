@@ -3,7 +3,8 @@
 For every round: the bridge's soft tokens + the prompt (optional reminder from EARLIER rounds + the open question) are
 encoded once; greedy decoding continues from that prefix (only new tokens are decoded), and every answer option is
 scored by its summed token log-probability from the same prefix cache. Rows go to predictions.jsonl through
-shared.predictions.PredictionWriter, so an interrupted run resumes where it stopped.
+shared.predictions.PredictionWriter, so an interrupted run resumes where it stopped; with `reminder: gated` each row
+says whether the gate let the round's reminder in ("gate": true/false).
 """
 from __future__ import annotations
 
@@ -107,6 +108,7 @@ def predict(bridge, llm, tokenizer, builder: PromptBuilder, options: OptionToken
                                        tokenizer.pad_token_id, left_pad=True)
     prefix = encode_prefix(llm, embeds, mask, positions)
     rounds = [data.dialogs[d].rounds[r - 1] for d, r in samples]
+    gates = [builder.gates(d, data.dialogs[d])[r - 1] for d, r in samples]  # None unless the reminder is gated
     scores = None
     if cfg.score_options and all(rnd.options for rnd in rounds):
         scores = score_options(llm, prefix, [[options(o) for o in rnd.options] for rnd in rounds],
@@ -121,6 +123,8 @@ def predict(bridge, llm, tokenizer, builder: PromptBuilder, options: OptionToken
         if scores is not None:
             row["scores"] = scores[i]
             row["ranks"] = scores_to_ranks(np.asarray(scores[i])).tolist()
+        if gates[i] is not None:
+            row["gate"] = gates[i]  # whether this round's prompt got its reminder
         rows.append(row)
     return rows
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from shared.config import ConfigError
-from shared.memory import MemoryConfig
+from shared.memory import GateConfig, MemoryConfig
 from shared.settings import (CheckpointSettings, DeviceSettings, DialogSelection, LoraSettings, OptimSettings,
                              RunSettings)
 
@@ -63,10 +63,12 @@ class FinetuneDataSettings(DialogSelection):
     images: str = "data/demo/images"  # folder scanned by shared.images.ImageIndex
     generated: str = "outputs/gen-reason/records.jsonl"  # services.generate records (source=generated)
     # none: response = the answer; retrieved: shared.memory's top-k earlier turns as <reminder> + the answer;
+    # gated: that <reminder> only in rounds whose question needs the past (`gate`), the bare answer elsewhere;
     # generated: the LLM-written <reminder> + answer of the generate service's records (source=generated only).
-    reminder: Literal["none", "retrieved", "generated"] = "retrieved"
+    reminder: Literal["none", "retrieved", "gated", "generated"] = "retrieved"
     reminder_top_k: int = 3
     memory: MemoryConfig = field(default_factory=MemoryConfig)  # recency/frequency/saliency/relevance weights
+    gate: GateConfig = field(default_factory=GateConfig)  # when `gated` puts a reminder into the response
     caption: bool = True  # start the conversation with the dataset caption
     instruction: str | None = None  # text before the conversation; null = the built-in one for `reminder`
     num_workers: int = 0  # data-loader processes (image decoding); 0 = in the training process
@@ -118,8 +120,8 @@ class FinetuneConfig(CheckpointSettings, DeviceSettings, RunSettings):
         super().__post_init__()
         if self.data.reminder == "generated" and self.data.source != "generated":
             raise ConfigError("data.reminder=generated needs data.source=generated (the gen-reason records.jsonl)",
-                              fix="with data.source=visdial use data.reminder=retrieved or none")
-        if self.data.source == "generated" and self.data.reminder == "retrieved":
+                              fix="with data.source=visdial use data.reminder=retrieved, gated or none")
+        if self.data.source == "generated" and self.data.reminder in ("retrieved", "gated"):
             raise ConfigError("data.source=generated carries its own reminders",
                               fix="use data.reminder=generated (keep them) or none (answer only)")
 

@@ -3,7 +3,9 @@
 A record is one open round of a dialog: the image shown at that round, the conversation rendered by
 shared.dialog_text (history + the open question + "A:", never its answer) and, for training, the response:
 the short answer, optionally preceded by a `<reminder>` block of earlier turns (retrieved by shared.memory and
-rendered by shared.reminder, or written by an LLM through the generate service).
+rendered by shared.reminder, or written by an LLM through the generate service). With `reminder="gated"` the block
+is there only in rounds whose question needs the past (shared.memory.memory_needed), so the model learns to recall
+when it matters and to answer straight away otherwise.
 """
 from __future__ import annotations
 
@@ -15,9 +17,7 @@ from typing import Any
 from shared.errors import InputError
 from shared.dialog_text import render_conversation, shown_image
 from shared.images import ImageIndex, MissingImageError
-from shared.memory import MemoryConfig
-from shared.memory import replay_dialog
-from shared.memory import IdfTable
+from shared.memory import GateConfig, IdfTable, MemoryConfig, dialog_gates, replay_dialog
 from shared.reminder import extract_reminders, render_reminder, strip_blocks
 from shared.visdial import Dialog, load_visdial
 
@@ -27,6 +27,10 @@ INSTRUCTIONS = {
                  "then answer the last question about the picture in a short phrase.",
 }
 INSTRUCTIONS["generated"] = INSTRUCTIONS["retrieved"]
+INSTRUCTIONS["gated"] = ("If the last question is about an earlier turn or picture, first recall the earlier turns "
+                         "that matter inside <reminder></reminder>; then answer the last question about the picture "
+                         "in a short phrase.")
+RETRIEVING = ("retrieved", "gated")  # the modes whose responses carry shared.memory's reminders
 
 
 class RecordError(InputError):
@@ -41,6 +45,7 @@ class FinetuneRecord:
     conversation: str  # ends with the open question and "A:"
     response: str | None  # None at inference
     kind: str | None = None  # "current" | "memory" (demo data)
+    gate: bool | None = None  # reminder="gated": whether the response carries the reminder (else None)
 
 
 def instruction_for(reminder: str, instruction: str | None) -> str:
@@ -72,27 +77,31 @@ def _selected(dialog: Dialog, rounds: str) -> set[int]:
 
 def dialog_records(dialog: Dialog, images: ImageIndex, rounds: str, reminder: str, top_k: int,
                    memory: MemoryConfig, caption: bool, with_response: bool,
-                   idf: IdfTable | None = None) -> list[FinetuneRecord]:
+                   idf: IdfTable | None = None, gate: GateConfig | None = None) -> list[FinetuneRecord]:
     """Records of one dialog; reminders come only from the earlier, answered turns of this dialog."""
     # replay_dialog retrieves on every round, chosen or not, so recalls update the store as in a live dialog.
-    reminders = replay_dialog(dialog, memory, top_k, idf) if reminder == "retrieved" else {}
+    reminders = replay_dialog(dialog, memory, top_k, idf) if reminder in RETRIEVING else {}
+    gates = dialog_gates(dialog, reminders, gate) if reminder == "gated" else {}
     chosen, out = _selected(dialog, rounds), []
     for rnd in dialog.rounds:
         if rnd.round_id not in chosen or (with_response and rnd.answer is None):
             continue
+        fired = gates.get(rnd.round_id) is not None if reminder == "gated" else None
         response = None
         if with_response:
             answer = " ".join(rnd.answer.split())
-            response = answer if reminder == "none" else f"{render_reminder(reminders[rnd.round_id])}\n{answer}"
+            recall = reminder == "retrieved" or fired
+            response = f"{render_reminder(reminders[rnd.round_id])}\n{answer}" if recall else answer
         out.append(FinetuneRecord(dialog.image_id, rnd.round_id, images.path(shown_image(dialog, rnd)),
-                                  render_conversation(dialog, rnd.round_id, caption=caption), response, rnd.kind))
+                                  render_conversation(dialog, rnd.round_id, caption=caption), response, rnd.kind,
+                                  fired))
     return out
 
 
 def records_from_visdial(dialogs_path: str | Path, images_dir: str | Path, *, rounds: str = "all",
                          reminder: str = "none", top_k: int = 3, memory: MemoryConfig | None = None,
                          caption: bool = True, with_response: bool = True,
-                         limit_dialogs: int | None = None) -> list[FinetuneRecord]:
+                         limit_dialogs: int | None = None, gate: GateConfig | None = None) -> list[FinetuneRecord]:
     """Every selected round of a VisDial-format split as a record (raises VisDialError / RecordError)."""
     if reminder == "generated":
         raise RecordError("reminder=generated needs the generate service's records (data.source=generated)")
@@ -105,11 +114,11 @@ def records_from_visdial(dialogs_path: str | Path, images_dir: str | Path, *, ro
                                 + str(_missing_error(index, missing[0])))
     # Saliency's IDF from the whole split (a single dialog has too few turns for meaningful statistics).
     idf = IdfTable.fit(f"{r.question} {r.answer or ''}" for d in split.dialogs for r in d.rounds) \
-        if reminder == "retrieved" else None
+        if reminder in RETRIEVING else None
     out: list[FinetuneRecord] = []
     for dialog in dialogs:
         out.extend(dialog_records(dialog, index, rounds, reminder, top_k, memory or MemoryConfig(), caption,
-                                  with_response, idf))
+                                  with_response, idf, gate))
     if not out:
         raise RecordError(f"{dialogs_path}: no rounds selected by rounds={rounds!r}"
                           + (" with answers" if with_response else "")

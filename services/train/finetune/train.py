@@ -29,7 +29,7 @@ def load_records(cfg: FinetuneConfig) -> list[FinetuneRecord]:
     if d.source == "generated":
         return records_from_generated(d.generated, d.images, reminder=d.reminder, limit=d.limit_dialogs)
     return records_from_visdial(d.dialogs, d.images, rounds=d.rounds, reminder=d.reminder, top_k=d.reminder_top_k,
-                                memory=d.memory, caption=d.caption, limit_dialogs=d.limit_dialogs)
+                                memory=d.memory, caption=d.caption, limit_dialogs=d.limit_dialogs, gate=d.gate)
 
 
 def resolve_backend(name: str) -> str:

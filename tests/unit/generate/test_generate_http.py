@@ -65,6 +65,17 @@ def test_ollama_gen_reason_sends_images_and_reminders_and_retries_a_500(dataset,
     assert {m.answer for m in reminder} <= {"ans-azure-21-1", "ans-square-21-2"}
 
 
+def test_gated_retrieval_sends_a_reminder_only_with_the_memory_question(dataset, tmp_path, servers):
+    server = servers("ollama", lambda body, headers: (200, REASONED))
+    cfg = make_config(dataset, tmp_path / "out", kind="ollama", model="gemma3:27b", base_url=server.url)
+    cfg.retrieval.enabled, cfg.retrieval.gated = True, True
+    assert run("gen_reason", cfg).written == ROUNDS
+    texts = [user_text(r.body) for r in server.requests]
+    with_block = ["<reminder>" in t for t in texts]
+    assert sum(with_block) == 1 and "first picture" in texts[with_block.index(True)].split("</reminder>")[1]
+    assert all(t.lstrip().startswith("Caption") or "<reminder>" in t for t in texts)  # "" in place of the block
+
+
 def test_openai_gen_eval_with_key_writes_predictions(dataset, tmp_path, servers, monkeypatch):
     monkeypatch.setenv("VDM_TEST_KEY", "sk-test-0123456789")
     server = servers("openai", lambda body, headers: (200, REASONED))

@@ -29,7 +29,7 @@ def build(n: int, screened: bool, answers: bool = False, seed: int = 0, **config
 
 
 def top(store: MemoryStore, query: np.ndarray, text: str = "is it red?", k: int = 5, update: bool = False):
-    return [(r.index, r.score, r.components) for r in store.retrieve(text, k, 501, query, update=update)]
+    return [(r.index, r.score, r.components, r.relevance) for r in store.retrieve(text, k, 501, query, update=update)]
 
 
 def test_the_pinned_torch_has_the_kernel_and_the_bound_holds_without_being_vacuous():
@@ -67,7 +67,7 @@ def test_ties_are_broken_the_same_way():
     for store in (exact, fast):
         store.add_batch(["q?"] * 2000, ["a"] * 2000, np.arange(2000), question_embeddings=np.tile(base, (50, 1)))
     for query in embeddings(10, seed=3):
-        assert [i for i, _, _ in top(fast, query, k=7)] == [i for i, _, _ in top(exact, query, k=7)]
+        assert [i for i, *_ in top(fast, query, k=7)] == [i for i, *_ in top(exact, query, k=7)]
 
 
 def test_near_duplicates_whose_int8_order_is_not_the_float32_order():

@@ -123,6 +123,7 @@ BASE = {"image_id": 1, "round_id": 1, "answer": "a", "scores": [0.3, 0.2, 0.1], 
     (json.dumps({**BASE, "ranks": [1.0, 2.0, 3.0]}), "ranks must be a list of integers"),
     (json.dumps({**BASE, "round_id": 2, "config_hash": 7}), "config_hash must be a string"),
     (json.dumps({**BASE, "reminders": "[turn 1] Q: a? A: b"}), "reminders must be a list of strings"),
+    (json.dumps({**BASE, "gate": 1}), "gate must be true or false"),
 ])
 def test_reader_rejects_bad_lines_naming_file_and_line(tmp_path, line, message):
     path = tmp_path / "preds.jsonl"

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from services.train.finetune.config import FinetuneConfig, FinetuneInferConfig
-from services.train.finetune.records import (RecordError, build_messages, records_from_generated,
+from services.train.finetune.records import (RecordError, build_messages, instruction_for, records_from_generated,
                                              records_from_visdial)
 from shared.config import ConfigError, load_config
 from shared.images import MissingImageError
+from shared.memory import GateConfig
 from shared.reminder import parse_reminder, strip_blocks
 
 QUESTIONS = ["what color is the shape?", "what shape is it?", "is it big?",
@@ -78,6 +79,23 @@ def test_top_k_and_no_reminder(split):
     assert len(parse_reminder(records_from_visdial(*split, reminder="retrieved", top_k=1)[2].response)) == 1
     plain = records_from_visdial(*split, reminder="none")
     assert [r.response for r in plain] == ["red", "circle", "yes", "blue", "square", "teal"]
+
+
+def test_gated_reminder_only_where_the_question_refers_back(split):
+    """Only dialog 12's memory round (about "the first picture" while the second is shown) recalls; every other
+    response is the bare answer, and each record says whether its gate fired."""
+    gated = records_from_visdial(*split, reminder="gated", top_k=3)
+    retrieved = records_from_visdial(*split, reminder="retrieved", top_k=3)
+    plain = records_from_visdial(*split, reminder="none")
+    assert [r.gate for r in gated] == [r.kind == "memory" for r in gated] == [False] * 5 + [True]
+    assert [g.response for g in gated] == [p.response for p in plain[:5]] + [retrieved[-1].response]
+    assert all(r.gate is None for r in retrieved + plain)
+    never = records_from_visdial(*split, reminder="gated", gate=GateConfig(refers_back=False))
+    assert [r.response for r in never] == [r.response for r in plain]
+    cfg = load_config(FinetuneConfig, None, ["data.reminder=gated", "data.gate.min_relevance=1.5"])
+    assert cfg.data.gate.min_relevance == 1.5 and "earlier turn or picture" in instruction_for("gated", None)
+    with pytest.raises(ConfigError, match="carries its own reminders"):
+        load_config(FinetuneConfig, None, ["data.source=generated", "data.reminder=gated"])
 
 
 def test_round_selection_and_inference_records(split):

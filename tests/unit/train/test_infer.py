@@ -59,6 +59,15 @@ def test_reminder_none_override_and_last_round_only(trained):
     out = infer(infer_cfg(trained, "inf", ["reminder=none", "data.rounds=last", f"out={trained.root / 'last.jsonl'}"]))
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {r["round_id"] for r in rows} == {5}
+    assert not any("gate" in r for r in rows)  # only gated reminders record the gate
+
+
+def test_gated_rows_record_where_the_gate_fired(trained):
+    out = infer(infer_cfg(trained, "inf", ["reminder=gated", f"out={trained.root / 'gated.jsonl'}"]))
+    rows = read_predictions(out, num_options=6)
+    kinds = {(d.image_id, rnd.round_id): rnd.kind for d in load_visdial(trained.dialogs).dialogs for rnd in d.rounds}
+    assert [r["gate"] for r in rows] == [kinds[(r["image_id"], r["round_id"])] == "memory" for r in rows]
+    assert any(r["gate"] for r in rows) and not all(r["gate"] for r in rows)
 
 
 def test_infer_without_a_trained_run_explains(fresh_toy):

@@ -7,6 +7,7 @@ from shared.visdial import load_visdial
 
 from services.train.bridge.data import DialogData, PromptBuilder, make_batch
 from shared.config import ConfigError
+from shared.memory import GateConfig
 from services.train.bridge.config import BridgeDataSettings, PromptSettings
 from tests.unit.train import toy_world
 
@@ -17,7 +18,7 @@ def unique_world(tmp_path_factory):
     return toy_world.build(tmp_path_factory.mktemp("unique"), num_dialogs=4, rounds=6, unique_answers=True)
 
 
-@pytest.mark.parametrize("reminder", ["none", "retrieved"])
+@pytest.mark.parametrize("reminder", ["none", "retrieved", "gated"])
 def test_open_answer_never_in_prompt(unique_world, reminder):
     tokenizer = AutoTokenizer.from_pretrained(unique_world.llm)
     builder = PromptBuilder(PromptSettings(reminder=reminder, reminder_top_k=10, max_prompt_tokens=4096), tokenizer)
@@ -30,12 +31,31 @@ def test_open_answer_never_in_prompt(unique_world, reminder):
             later = [r.answer for r in dialog.rounds if r.round_id > rnd.round_id]
             assert not any(a in text for a in later)
             earlier_seen += sum(r.answer in text for r in dialog.rounds if r.round_id < rnd.round_id)
-            if reminder == "retrieved":
+            if reminder != "none":
                 turns = [item.turn for item in parse_reminder(text)]
-                assert all(t < rnd.round_id for t in turns) and len(turns) == rnd.round_id - 1
+                assert all(t < rnd.round_id for t in turns)
+                assert len(turns) == (0 if reminder == "gated" and rnd.kind != "memory" else rnd.round_id - 1)
         token_prompts = builder.prompts(d, dialog)
         assert [tokenizer.decode(ids) for ids in token_prompts] == texts
-    assert (earlier_seen > 0) == (reminder == "retrieved")  # history answers are legitimate context
+    assert (earlier_seen > 0) == (reminder != "none")  # history answers are legitimate context
+
+
+def test_gated_reminders_only_where_the_question_refers_back(unique_world):
+    """The toy's memory round asks about "the first picture" while the second is shown: only it gets a reminder;
+    every other round's prompt is exactly the `none` prompt, and the gate is recorded per round."""
+    tokenizer = AutoTokenizer.from_pretrained(unique_world.llm)
+    settings = PromptSettings(reminder="gated", reminder_top_k=10, max_prompt_tokens=4096)
+    gated, plain = PromptBuilder(settings, tokenizer), PromptBuilder(PromptSettings(), tokenizer)
+    retrieved = PromptBuilder(settings, tokenizer, reminder="retrieved")
+    for d, dialog in enumerate(load_visdial(unique_world.dialogs).dialogs):
+        texts, gates = gated.texts_and_gates(dialog)
+        assert gates == [rnd.kind == "memory" for rnd in dialog.rounds] and any(gates)
+        for text, fire, bare, full in zip(texts, gates, plain.texts(dialog), retrieved.texts(dialog)):
+            assert text == (full if fire else bare)
+        assert gated.gates(d, dialog) == gates and retrieved.gates(d, dialog) == [None] * len(gates)
+    never = PromptBuilder(PromptSettings(reminder="gated", gate=GateConfig(refers_back=False)), tokenizer)
+    dialog = load_visdial(unique_world.dialogs).dialogs[0]
+    assert never.texts(dialog) == plain.texts(dialog)
 
 
 def test_training_targets_are_the_answers(unique_world):

@@ -1,9 +1,11 @@
-"""Shared-prefix option scoring equals one full forward per option; greedy answers hold only new tokens."""
+"""Shared-prefix option scoring (tree attention over the options' token trie) equals one full forward per option;
+greedy answers hold only new tokens."""
 import pytest
 import torch
 
 from services.train.bridge.config import LLMSettings
 from services.train.bridge.llm import answer_loss, assemble, load_llm
+from services.train.bridge.option_trie import build_trie
 from services.train.bridge.scoring import encode_prefix, greedy, score_options, score_options_full
 
 
@@ -32,6 +34,68 @@ def test_prefix_scores_equal_full_forwards(llm):
         full = score_options_full(model, embeds[row: row + 1], mask[row: row + 1], options[row])
         assert max(abs(a - b) for a, b in zip(shared[row], full)) <= 1e-4
     assert len({round(s, 3) for s in shared[0]}) == 4  # the options really differ
+
+
+# Options that share leading tokens, one that is a prefix of another, a duplicate and a one-token option: the trie
+# shares nodes between them, which is exactly what the scorer must get right.
+SHARED = [[5, 9, 2], [5, 9, 11, 2], [5, 9], [5, 12, 2], [30], [5, 9, 2], [7, 8, 9, 10, 11, 12, 2]]
+
+
+def test_trie_shares_option_prefixes():
+    trie = build_trie(SHARED)
+    assert len(trie.parent) - 1 == 15  # 23 option tokens, 15 distinct (prefix, token) pairs
+    assert [trie.token[n] for n in trie.fed] == [5, 9, 11, 12, 7, 8, 9, 10, 11, 12]  # nodes with children only
+    assert trie.paths[0] == trie.paths[5] and trie.paths[2] == trie.paths[0][:2]
+    visible = trie.ancestors()
+    assert visible[2].tolist() == [True] * 3 + [False] * 7  # 5 -> 9 -> 11
+    with pytest.raises(ValueError, match="option 1 has no tokens"):
+        build_trie([[3], []])
+
+
+@pytest.mark.parametrize("rows_per_forward", [1, 3, 256])
+def test_trie_scores_equal_full_forwards(llm, rows_per_forward):
+    model, tokenizer = llm
+    soft, texts = prefixes(model, tokenizer)
+    options = [SHARED, SHARED[::-1], SHARED[2:5]]  # different trie sizes in one batch: padded nodes
+    embeds, mask, positions = assemble(soft, [tokenizer.bos_token_id], texts, model.get_input_embeddings(),
+                                       tokenizer.pad_token_id, left_pad=True)
+    shared = score_options(model, encode_prefix(model, embeds, mask, positions), options, rows_per_forward)
+    for row in range(len(texts)):
+        full = score_options_full(model, embeds[row: row + 1], mask[row: row + 1], options[row])
+        assert max(abs(a - b) for a, b in zip(shared[row], full)) <= 1e-4
+    assert shared[0][0] == shared[0][5] and shared[0][2] > shared[0][0]  # duplicate equal; a prefix scores higher
+
+
+def tiny_gemma3(attn: str, window: int):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=window,
+                              layer_types=["sliding_attention", "full_attention"] * 2, max_position_embeddings=128,
+                              attn_implementation=attn)
+    return Gemma3ForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_trie_scores_respect_sliding_windows(attn):
+    """Gemma-3's sliding-window layers: with a 4-token window a 6-token prefix is partly out of sight, and the
+    tree mask must hide it exactly as the model's own masks do (in both attention implementations)."""
+    model = tiny_gemma3(attn, window=4)
+    embed = model.get_input_embeddings()
+    options = [[3, 4, 5, 6], [3, 4, 7], [8], [3, 9, 10, 11, 12]]
+    for prompt in ([2, 20, 21, 22, 23, 24], [2, 30]):
+        ids = torch.tensor([prompt])
+        embeds, mask = embed(ids), torch.ones_like(ids)
+        prefix = encode_prefix(model, embeds, mask, torch.arange(len(prompt))[None])
+        ours = score_options(model, prefix, [options], rows_per_forward=2)[0]
+        full = score_options_full(model, embeds, mask, options)
+        assert max(abs(a - b) for a, b in zip(ours, full)) <= 1e-4, (prompt, ours, full)
+    wide = tiny_gemma3(attn, window=64)  # same weights, a window that hides nothing: the scores change
+    wide.load_state_dict(model.state_dict())
+    ids = torch.tensor([[2, 20, 21, 22, 23, 24]])
+    prefix = encode_prefix(wide, embed(ids), torch.ones_like(ids), torch.arange(6)[None])
+    assert max(abs(a - b) for a, b in zip(score_options(wide, prefix, [options])[0], ours)) > 1e-3
 
 
 def test_greedy_returns_new_tokens_like_generate(llm):
