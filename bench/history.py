@@ -76,6 +76,7 @@ def run_model(model: str, args: argparse.Namespace, conditions: list[str], image
         call([sys.executable, "-m", "services.evaluate", "--config", "configs/evaluate/default.yaml",
               f"predictions={run_dir / name / 'predictions.jsonl'}", f"data={context['evaluate_data']}",
               f"dense={args.dense or 'null'}", f"out={out}", "bertscore.enabled=false", "text.enabled=false",
+              "images=null",  # text only: dialogs.html without pictures (VisDial's COCO images are not bundled)
               f"expect_rounds={args.rounds}", "overwrite=true"])
         evals.append(str(out))
     call([sys.executable, "-m", "services.evaluate", "compare", f"runs=[{','.join(evals)}]",

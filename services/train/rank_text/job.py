@@ -181,7 +181,7 @@ def summary_markdown(cfg: RankTextConfig, context: dict) -> str:
         speed = f"{c['seconds_per_round_now']:.2f}" if c["seconds_per_round_now"] else "–"
         lines.append(f"| {name} | {c['description']} | {c['rounds']} | {c['mean_prompt_tokens']:.1f} | {speed} |")
     lines += ["", "Scores: `python -m services.evaluate --config configs/evaluate/default.yaml "
-              "predictions=<run>/<condition>/predictions.jsonl data=<split> out=<run>/<condition>/eval`, then "
+              "predictions=<run>/<condition>/predictions.jsonl data=<split> images=null out=<run>/<condition>/eval`, then "
               "`python -m services.evaluate compare runs=[...]` (make eval-history does both)."]
     return "\n".join(lines) + "\n"
 
