@@ -122,7 +122,8 @@ class RoundScorer:
             ids = torch.tensor([prompt], device=self.device)
             positions = torch.arange(len(prompt), device=self.device)[None]
             prefix = encode_prefix(self.llm, self.embed(ids), torch.ones_like(ids), positions)
-            self._scores[key] = score_options(self.llm, prefix, [self.options(options)], self.cfg.lm.rows_per_forward)[0]
+            rows = self.cfg.lm.rows_per_forward
+            self._scores[key] = score_options(self.llm, prefix, [self.options(options)], rows)[0]
             self.seconds += time.perf_counter() - started
             self.computed += 1
         return self._scores[key]
@@ -172,8 +173,9 @@ def rank_condition(cfg: RankTextConfig, condition: str, dialogs: list[Dialog], s
 
 
 def summary_markdown(cfg: RankTextConfig, context: dict) -> str:
+    fast = ", the FAST option: ranks may move" if cfg.lm.dtype != "float32" else ""
     lines = [f"# rank-text: {cfg.run}", "", TEXT_ONLY, "",
-             f"Model `{cfg.lm.path}` ({cfg.lm.dtype}{', the FAST option: ranks may move' if cfg.lm.dtype != 'float32' else ''}), "
+             f"Model `{cfg.lm.path}` ({cfg.lm.dtype}{fast}), "
              f"options end with {cfg.lm.option_end}; data `{cfg.data.dialogs}`, {context['dialogs']} dialogs.", "",
              "| condition | what precedes the question | rounds | mean prompt tokens | s/round (this run) |",
              "|---|---|---|---|---|"]
@@ -181,7 +183,8 @@ def summary_markdown(cfg: RankTextConfig, context: dict) -> str:
         speed = f"{c['seconds_per_round_now']:.2f}" if c["seconds_per_round_now"] else "–"
         lines.append(f"| {name} | {c['description']} | {c['rounds']} | {c['mean_prompt_tokens']:.1f} | {speed} |")
     lines += ["", "Scores: `python -m services.evaluate --config configs/evaluate/default.yaml "
-              "predictions=<run>/<condition>/predictions.jsonl data=<split> images=null out=<run>/<condition>/eval`, then "
+              "predictions=<run>/<condition>/predictions.jsonl data=<split> images=null "
+              "out=<run>/<condition>/eval`, then "
               "`python -m services.evaluate compare runs=[...]` (make eval-history does both)."]
     return "\n".join(lines) + "\n"
 
